@@ -1,0 +1,1 @@
+"""Dataset cards, sources and long-tail builders."""

@@ -1,0 +1,52 @@
+"""`cosine`: τ follows a cosine of the epoch (Kukleva et al., "Temperature Schedules for Self-Supervised Contrastive
+Methods on Long-Tail Data", ICLR 2023)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Step, check_range
+from .global_tau import GlobalTauStrategy
+from .registry import register_strategy
+
+
+@dataclass(frozen=True)
+class CosineConfig:
+    tau_min: float = 0.1
+    tau_max: float = 1.0
+    period_epochs: float | None = None  # None: 20 % of the run, the paper's ratio (T = 400 of 2000 epochs)
+
+    def __post_init__(self) -> None:
+        check_range("tau_min", self.tau_min, 0.0, None, low_open=True)
+        check_range("tau_max", self.tau_max, self.tau_min, None)
+        if self.period_epochs is not None:
+            check_range("period_epochs", self.period_epochs, 0.0, None, low_open=True)
+
+
+@register_strategy("cosine")
+class Cosine(GlobalTauStrategy):
+    """τ(t) = τ_min + ½(τ_max − τ_min)(1 + cos(2π t / T)), t in fractional epochs; starts at τ_max."""
+
+    Config = CosineConfig
+
+    def tau_at(self, step: Step) -> float:
+        c = self.config
+        period = c.period_epochs if c.period_epochs is not None else 0.2 * step.epochs
+        return c.tau_min + 0.5 * (c.tau_max - c.tau_min) * (1.0 + math.cos(2.0 * math.pi * step.epoch_float / period))
+
+    def tau_bounds(self) -> tuple[float, float]:
+        return (self.config.tau_min, self.config.tau_max)
+
+    @classmethod
+    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
+        space = {"tau_min": trial.suggest_float("tau_min", 0.05, 0.3, log=True),
+                 "tau_max": trial.suggest_float("tau_max", 0.5, 1.0)}
+        if epochs is not None:
+            space["period_epochs"] = epochs * trial.suggest_float("period_fraction", 0.1, 0.5)
+        return space
+
+    @classmethod
+    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
+        return {"tau_min": [0.05, 0.1, 0.2], "tau_max": [0.5, 1.0]}

@@ -1,0 +1,43 @@
+"""`linear`: τ moves linearly from `tau_start` to `tau_end` over the run (a heuristic schedule baseline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Step, check_range
+from .global_tau import GlobalTauStrategy
+from .registry import register_strategy
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    tau_start: float = 0.5
+    tau_end: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_range("tau_start", self.tau_start, 0.0, None, low_open=True)
+        check_range("tau_end", self.tau_end, 0.0, None, low_open=True)
+
+
+@register_strategy("linear")
+class Linear(GlobalTauStrategy):
+    """τ(t) = τ_start + (τ_end − τ_start) · t / E, t in fractional epochs, E the run's epochs (held at τ_end after)."""
+
+    Config = LinearConfig
+
+    def tau_at(self, step: Step) -> float:
+        frac = min(step.epoch_float / step.epochs, 1.0)
+        return self.config.tau_start + (self.config.tau_end - self.config.tau_start) * frac
+
+    def tau_bounds(self) -> tuple[float, float]:
+        return (min(self.config.tau_start, self.config.tau_end), max(self.config.tau_start, self.config.tau_end))
+
+    @classmethod
+    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
+        return {"tau_start": trial.suggest_float("tau_start", 0.2, 1.0, log=True),
+                "tau_end": trial.suggest_float("tau_end", 0.05, 0.3, log=True)}
+
+    @classmethod
+    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
+        return {"tau_start": [0.3, 0.5, 1.0], "tau_end": [0.05, 0.1, 0.2]}
