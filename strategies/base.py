@@ -68,7 +68,7 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
         ok &= value < high if high_open else value <= high
     if not ok:
         left = "(" if low_open else "["
-        right = ")" if high_open else "]"
+        right = ")" if high_open or high is None else "]"
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
         raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {value!r}")

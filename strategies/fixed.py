@@ -20,7 +20,7 @@ class FixedConfig:
 
 @register_strategy("fixed")
 class Fixed(GlobalTauStrategy):
-    """L = (1/2B) Σ_a −log(exp(s⁺_a/τ) / Σ_{c ≠ a} exp(s_ac/τ)) over the 2B anchors; the denominator holds the positive."""
+    """L = (1/2B) Σ_a −log(exp(s⁺_a/τ) / Σ_{c ≠ a} exp(s_ac/τ)) over 2B anchors; the denominator holds the positive."""
 
     Config = FixedConfig
 

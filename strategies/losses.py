@@ -80,7 +80,7 @@ def global_contrastive_step(z1: Tensor, z2: Tensor, tau_rows: Tensor, log_u_old:
         # logits over negatives only; masked entries become exp(−inf) = 0 weights below
         logits = (sim / tau_rows).masked_fill_(non_negative_mask(batch, sim.device), float("-inf"))
         log_g = torch.logsumexp(logits, dim=1) - math.log(num_neg)
-        gamma_i = torch.where(torch.isneginf(log_u_old), 1.0, gamma).to(log_g.dtype)
+        gamma_i = torch.full_like(log_u_old, gamma).masked_fill_(torch.isneginf(log_u_old), 1.0)
         log_keep, log_new = torch.log1p(-gamma_i) + log_u_old, torch.log(gamma_i)
         log_u1 = torch.logaddexp(log_keep, log_new + log_g[:batch])
         log_u2 = torch.logaddexp(log_keep, log_new + log_g[batch:])

@@ -30,7 +30,8 @@ def register_strategy(name: str) -> Callable[[S], S]:
             raise TypeError(f"@register_strategy({name!r}) must decorate a Strategy subclass, got {cls!r}")
         existing = _REGISTRY.get(name)
         if existing is not None and existing is not cls:
-            raise ValueError(f"strategy name {name!r} is already registered by {existing.__module__}.{existing.__name__}")
+            owner = f"{existing.__module__}.{existing.__name__}"
+            raise ValueError(f"strategy name {name!r} is already registered by {owner}")
         cls.name = name
         _REGISTRY[name] = cls
         return cls

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ class StepConfig:
         for epoch, tau in pairs:
             check_range("milestones epoch", epoch, 0.0, None)
             check_range("milestones tau", tau, 0.0, None, low_open=True)
-        if any(a[0] >= b[0] for a, b in zip(pairs, pairs[1:])):
+        if any(a[0] >= b[0] for a, b in itertools.pairwise(pairs)):
             raise ValueError(f"milestones epochs must be strictly ascending, got {pairs}")
         object.__setattr__(self, "milestones", pairs)
 

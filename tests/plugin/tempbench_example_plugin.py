@@ -1,0 +1,50 @@
+"""A third-party strategy, shipped as its own distribution and found through the `tempbench.strategies` entry point.
+
+It implements the decoupled contrastive loss (Yeh et al., "Decoupled Contrastive Learning", ECCV 2022): NT-Xent
+without the positive in the denominator. The test suite puts this folder on sys.path; its `.dist-info` declares:
+
+    [tempbench.strategies]
+    example_decoupled = tempbench_example_plugin:Decoupled
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from tempbench.strategies import Step, StepOut, Strategy
+from tempbench.strategies.losses import non_negative_mask, similarity_matrix
+
+
+@dataclass(frozen=True)
+class DecoupledConfig:
+    tau: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.tau <= 0:
+            raise ValueError(f"tau must be in (0, inf), got {self.tau!r}")
+
+
+class Decoupled(Strategy):
+    Config = DecoupledConfig
+
+    def __init__(self, num_samples: int, config: DecoupledConfig) -> None:
+        super().__init__(num_samples, config)
+        self.register_buffer("tau", torch.tensor(config.tau))
+
+    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, step: Step) -> StepOut:
+        batch = z1.shape[0]
+        logits = similarity_matrix(z1, z2) / self.config.tau
+        negatives = logits.masked_fill(non_negative_mask(batch, z1.device), float("-inf"))
+        positive = (z1 * z2).sum(dim=1) / self.config.tau
+        loss = (torch.logsumexp(negatives, dim=1) - torch.cat([positive, positive])).mean()
+        tau = torch.full((batch,), self.config.tau, dtype=z1.dtype, device=z1.device)
+        return StepOut(loss=loss, tau=tau, logs={"tau": tau[0]})
+
+    def temperatures(self) -> Tensor:
+        return self.tau.expand(self.num_samples).clone()
+
+    def tau_bounds(self) -> tuple[float, float]:
+        return (self.config.tau, self.config.tau)
