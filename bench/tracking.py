@@ -1,0 +1,253 @@
+"""Experiment tracking behind a small interface: `NullTracker` (writes nothing) and `MlflowTracker`.
+
+    tracker = create_tracker(enabled=True, tracking_uri=None, out_dir=out)   # SQLite store in out/mlflow.db
+    with open_run(tracker, "sweep", {"suite": "lt"}) as sweep:
+        with open_run(tracker, "fixed-seed0", config, parent=sweep) as run:
+            tracker.log_metrics(run, {"loss": 4.1}, step=epoch)
+            tracker.log_artifact(run, "tau.csv", artifact_dir="tau")
+    print(ui_command(out))
+
+Tracking never raises into training: the first failure (server down, bad URI, locked database) warns once with a
+`TrackingWarning` and turns that tracker into a no-op for the rest of the run. mlflow is imported only inside
+`MlflowTracker`, so the training path imports without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+PARAM_VALUE_LIMIT = 6000  # characters; mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in MLflow 3
+PARENT_RUN_TAG = "mlflow.parentRunId"  # how MLflow marks a nested run
+_REMOTE_SCHEMES = ("http://", "https://", "databricks")
+_BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # MLflow accepts these characters in param and metric names
+
+
+class TrackingWarning(UserWarning):
+    """Tracking failed and was switched off for the rest of the run; training goes on."""
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """A tracked run. `run_id` is None for runs that are not recorded (NullTracker, or tracking switched off)."""
+
+    name: str
+    run_id: str | None = None
+
+
+class Tracker(Protocol):
+    """What the runner and the sweeps log through."""
+
+    def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
+                  tags: Mapping[str, str] | None = None) -> RunHandle: ...
+
+    def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+
+    def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None: ...
+
+    def end_run(self, run: RunHandle, status: str = "FINISHED") -> None: ...
+
+
+class NullTracker:
+    """Records nothing and writes no files (tracking off)."""
+
+    def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
+                  tags: Mapping[str, str] | None = None) -> RunHandle:
+        return RunHandle(name)
+
+    def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None:
+        pass
+
+    def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        pass
+
+
+class MlflowTracker:
+    """Logs to an MLflow tracking store through `MlflowClient` (no global active-run state, so several trackers and
+    worker processes never step on each other). Nested runs carry their parent's id in the `mlflow.parentRunId` tag.
+
+    tracking_uri: None = MLflow's own default (`MLFLOW_TRACKING_URI`); `create_tracker` passes a local SQLite store.
+    artifact_location: where artifacts of a newly created experiment go (local stores: `OUT/mlartifacts`).
+    """
+
+    def __init__(self, tracking_uri: str | None, experiment: str = "tempbench",
+                 artifact_location: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.enabled = True
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        if tracking_uri and tracking_uri.startswith(_REMOTE_SCHEMES):
+            # A dead server must cost seconds, not MLflow's default of minutes of retries; users may override.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        self._guarded(lambda: self._connect(experiment, artifact_location))
+
+    def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
+                  tags: Mapping[str, str] | None = None) -> RunHandle:
+        run_id = self._guarded(lambda: self._create_run(name, params, parent, tags))
+        return RunHandle(name, run_id)
+
+    def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if run.run_id is not None:
+            self._guarded(lambda: self._log_metrics(run.run_id, metrics, step))
+
+    def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None:
+        if run.run_id is not None:
+            self._guarded(lambda: self._client.log_artifact(run.run_id, str(path), artifact_dir))
+
+    def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        if run.run_id is not None:
+            self._guarded(lambda: self._client.set_terminated(run.run_id, status))
+
+    # ---- the MLflow calls, each run under `_guarded` ----------------------------------------------------------------
+    def _connect(self, experiment: str, artifact_location: str | None) -> None:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.tracking_uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            self._experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
+        else:
+            self._experiment_id = found.experiment_id
+        self._client = client
+
+    def _create_run(self, name: str, params: Mapping[str, Any], parent: RunHandle | None,
+                    tags: Mapping[str, str] | None) -> str:
+        from mlflow.entities import Param
+
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent is not None and parent.run_id is not None:
+            all_tags[PARENT_RUN_TAG] = parent.run_id
+        run_id = self._client.create_run(self._experiment_id, run_name=name, tags=all_tags).info.run_id
+        flat = [Param(k, v) for k, v in flatten_params(params).items()]
+        for chunk in _chunks(flat, 100):  # MLflow's limit of params per batch
+            self._client.log_batch(run_id, params=chunk)
+        return run_id
+
+    def _log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        entries = [Metric(clean_key(k), float(v), stamp, int(step or 0)) for k, v in metrics.items()]
+        for chunk in _chunks(entries, 1000):  # MLflow's limit of metrics per batch
+            self._client.log_batch(run_id, metrics=chunk)
+
+    def _guarded(self, call: Callable[[], T]) -> T | None:
+        """Run one MLflow call; on the first failure warn once and switch this tracker off for good."""
+        if not self.enabled:
+            return None
+        try:
+            return call()
+        except Exception as exc:  # any failure of the tracking backend must not reach training
+            self.enabled = False
+            warnings.warn(f"MLflow tracking to {self.tracking_uri or 'the default store'} failed "
+                          f"({type(exc).__name__}: {exc}); tracking is off for the rest of this run",
+                          TrackingWarning, stacklevel=3)
+            return None
+
+
+class NestedTracker:
+    """A view of `tracker` whose runs are nested under `parent` and carry `tags` unless told otherwise, so code that
+    starts its own run (the runner, one sweep trial) lands under the sweep's parent run without knowing about it."""
+
+    def __init__(self, tracker: Tracker, parent: RunHandle | None, tags: Mapping[str, str] | None = None) -> None:
+        self.tracker = tracker
+        self.parent = parent
+        self.tags = dict(tags or {})
+
+    def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
+                  tags: Mapping[str, str] | None = None) -> RunHandle:
+        return self.tracker.start_run(name, params, parent=parent or self.parent, tags={**self.tags, **(tags or {})})
+
+    def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.tracker.log_metrics(run, metrics, step)
+
+    def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None:
+        self.tracker.log_artifact(run, path, artifact_dir)
+
+    def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        self.tracker.end_run(run, status)
+
+
+@contextmanager
+def open_run(tracker: Tracker, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
+             tags: Mapping[str, str] | None = None) -> Iterator[RunHandle]:
+    """Start a run and end it on exit: FINISHED, FAILED on an exception, KILLED on Ctrl-C."""
+    run = tracker.start_run(name, params, parent=parent, tags=tags)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        tracker.end_run(run, "KILLED")
+        raise
+    except BaseException:
+        tracker.end_run(run, "FAILED")
+        raise
+    tracker.end_run(run, "FINISHED")
+
+
+def create_tracker(enabled: bool, tracking_uri: str | None, out_dir: Path,
+                   experiment: str = "tempbench") -> Tracker:
+    """NullTracker if not `enabled`; else an MlflowTracker on `tracking_uri`, or on a local SQLite store in `out_dir`
+    (`out_dir/mlflow.db`, artifacts in `out_dir/mlartifacts`) when no URI is given."""
+    if not enabled:
+        return NullTracker()
+    if tracking_uri:
+        return MlflowTracker(tracking_uri, experiment)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return MlflowTracker(local_store_uri(out_dir), experiment,
+                         artifact_location=(out_dir / "mlartifacts").resolve().as_uri())
+
+
+def local_store_uri(out_dir: Path) -> str:
+    """The SQLite tracking URI of the local store in `out_dir` (MLflow 3 steers away from the plain file store)."""
+    return f"sqlite:///{(Path(out_dir) / 'mlflow.db').resolve()}"
+
+
+def ui_command(out_dir: Path) -> str:
+    """The shell command that opens the MLflow UI on the local store in `out_dir`."""
+    return f"mlflow ui --backend-store-uri {shlex.quote(local_store_uri(out_dir))}"
+
+
+def flatten_params(params: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
+    """Nested dicts (and dataclasses) -> {"a.b.c": "value"}; values stringified and cut to MLflow's length limit."""
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        params = dataclasses.asdict(params)
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            flat[clean_key(name)] = _truncate(str(value))
+    return flat
+
+
+def clean_key(key: str) -> str:
+    """`key` with the characters MLflow rejects in names replaced by `_`."""
+    return _BAD_KEY_CHARS.sub("_", str(key))
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= PARAM_VALUE_LIMIT:
+        return text
+    return text[: PARAM_VALUE_LIMIT - 3] + "..."
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
