@@ -11,6 +11,10 @@ from collections.abc import Sequence
 # module -> adds one top-level command (and its sub-commands) to the parser
 COMMAND_MODULES = (
     "tempbench.perf",
+    "tempbench.run_cli",
+    "tempbench.leaderboard_cli",
+    "tempbench.data_cli",
+    "tempbench.sensitivity_cli",
 )
 
 

@@ -83,5 +83,5 @@ def build_row(setup: Any, clock: Any, metrics: dict[str, Any], tau_report: TauRe
         "tau_mean": last.get("tau_mean", float("nan")),
         **times, "device": device_name(setup.device), "versions": json.dumps(package_versions()),
         "git_commit": git_commit(), "config_hash": cfg.hash(), "config": json.dumps(dataclasses.asdict(cfg)),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

@@ -147,7 +147,7 @@ def train(config: RunConfig, *, out_dir: Path | None = None, resume: Path | None
         row = build_row(setup, clock, metrics, tau_report, run_id(config),
                         {"time_data_s": time_data, "time_train_s": time_train, "time_eval_s": time_eval})
         tracker.log_metrics(handle, {k: v for k, v in row.items() if isinstance(v, float) and math.isfinite(v)})
-        log_tau_artifacts(tracker, handle, tau_report, out_dir, run_id(config))
+        log_run_artifacts(tracker, handle, flat_config(config, setup), tau_report, out_dir, run_id(config))
         tracker.end_run(handle)
     except BaseException:
         tracker.end_run(handle, status="FAILED")
@@ -215,9 +215,19 @@ def run_epochs(setup: Setup, clock: Clock, ckpt_path: Path | None, tracker: Any,
             on_epoch(epoch, metrics)
 
 
-def log_tau_artifacts(tracker: Any, handle: Any, tau_report: Any, out_dir: Path | None, name: str) -> None:
-    """The per-sample τ tables and figure, written to out_dir/tau/<run> and tracked, for per-sample strategies."""
-    if tau_report is None or out_dir is None:
-        return
-    for path in tau_report.write(out_dir / "tau" / name, title=name):
-        tracker.log_artifact(handle, path, artifact_dir="tau")
+def log_run_artifacts(tracker: Any, handle: Any, resolved: dict[str, Any], tau_report: Any, out_dir: Path | None,
+                      name: str) -> None:
+    """Track the resolved config (`config.json`) and, for per-sample strategies, the τ tables and figure (kept in
+    out_dir/tau/<run>). Without an out_dir (e.g. study trials) the files pass through a temporary folder: the
+    tracking store keeps its own copy."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tempbench-artifacts-") as tmp:
+        config_path = Path(tmp) / "config.json"
+        config_path.write_text(json.dumps(resolved, indent=2, sort_keys=True, default=str))
+        tracker.log_artifact(handle, config_path)
+        if tau_report is not None:
+            folder = out_dir / "tau" / name if out_dir is not None else Path(tmp) / "tau"
+            for path in tau_report.write(folder, title=name):
+                tracker.log_artifact(handle, path, artifact_dir="tau")

@@ -1,0 +1,215 @@
+"""Two-view augmentation, batched on the device: per-sample random parameters, no per-sample Python loop.
+
+Recipes:
+- "simclr" (Chen et al., ICML 2020, appendix A): random resized crop (scale (0.2, 1) at <= 64 px, (0.08, 1) above;
+  ratio (3/4, 4/3)), horizontal flip p 0.5, colour jitter (brightness 0.4, contrast 0.4, saturation 0.4, hue 0.1)
+  p 0.8, grayscale p 0.2, Gaussian blur p 0.5 at >= 64 px only (kernel 10% of the side, σ in [0.1, 2]).
+  One-channel images get crop, flip, brightness and contrast.
+- "digits": small affine jitter (rotation ±10°, translation ±1/8 of the side, scale 0.9–1.1) plus Gaussian noise
+  (σ 0.05 on [0, 1]); no flip, no crop — they would change or cut away a digit.
+
+Every random draw comes from the `torch.Generator` passed in, on the generator's device (keep it on the data's
+device: a CPU generator works with CUDA data but copies the noise over), so a fixed seed gives identical views.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+RECIPES = ("simclr", "digits")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
+JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}
+P_JITTER, P_GRAY, P_FLIP, P_BLUR = 0.8, 0.2, 0.5, 0.5
+RATIO = (3 / 4, 4 / 3)
+DIGITS = {"degrees": 10.0, "translate": 1 / 8, "scale": (0.9, 1.1), "noise": 0.05}
+
+
+def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 (B, C, H, W) -> float32 (x / 255 − mean) / std, per channel: for un-augmented evaluation images."""
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return (x.float() / 255.0 - m) / s
+
+
+def uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> Tensor:
+    """(n,) floats uniform in [low, high), drawn on the generator's device, returned on `device`."""
+    return (torch.rand(n, generator=gen, device=gen.device) * (high - low) + low).to(device)
+
+
+def gray(x: Tensor) -> Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) luma."""
+    r, g, b = x.unbind(1)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
+
+
+def rgb_to_hsv(x: Tensor) -> Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> HSV, hue in [0, 1). The hue sector comes from the arg-max channel (the first
+    on ties: R, then G, as torchvision), so one gather replaces three masked branches."""
+    maxc, arg = x.max(1, keepdim=True)
+    span = maxc - x.amin(1, keepdim=True)
+    sat = span / maxc.clamp_min(1e-12)
+    diff = x[:, [1, 2, 0]] - x[:, [2, 0, 1]]  # g − b, b − r, r − g: the numerator when R, G, B is the maximum
+    hue = (diff.gather(1, arg) / span.clamp_min(1e-12) + 2.0 * arg) / 6.0
+    hue = torch.where(span > 0, torch.remainder(hue, 1.0), 0.0)  # grays have hue 0
+    return torch.cat((hue, sat, maxc), 1)
+
+
+def hsv_to_rgb(x: Tensor) -> Tensor:
+    """(B, 3, H, W) HSV -> RGB by the closed form c = v − v·s·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6 with
+    n = 5, 3, 1 for R, G, B: all channels in one broadcast, no per-sector table."""
+    h, s, v = x[:, :1], x[:, 1:2], x[:, 2:]
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1 without a copy
+    k = torch.remainder(n + 6.0 * h, 6.0)
+    return (v - v * s * torch.minimum(k, 4.0 - k).clamp(0, 1)).clamp(0, 1)
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, kernel: int) -> Tensor:
+    """(B, C, H, W) blurred with a per-sample σ (B,): one separable grouped convolution, reflect padding."""
+    b, c, h, w = x.shape
+    t = torch.arange(kernel, device=x.device, dtype=x.dtype) - (kernel - 1) / 2
+    weights = torch.exp(-(t**2) / (2 * sigma.view(-1, 1) ** 2))
+    weights = (weights / weights.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (B*C, k)
+    y = F.pad(x.reshape(1, b * c, h, w), (kernel // 2,) * 4, mode="reflect")
+    y = F.conv2d(y, weights.view(b * c, 1, 1, kernel), groups=b * c)
+    y = F.conv2d(y, weights.view(b * c, 1, kernel, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
+class TwoViewAugment:
+    """Two independently augmented, normalised float32 views (B, C, S, S) of a uint8 batch (B, C, H, W).
+
+    `sample_params` draws the parameters of both views at once (rows 0..B−1 are view 1, B..2B−1 view 2);
+    `apply` renders them; calling the object does both.
+    """
+
+    def __init__(self, recipe: str = "simclr", image_size: int = 32, mean: Sequence[float] = (0.5,),
+                 std: Sequence[float] = (0.5,)) -> None:
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown augmentation recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        if len(mean) != len(std) or min(std) <= 0:
+            raise ValueError(f"mean and std need one value per channel and std > 0, got {mean} and {std}")
+        self.recipe, self.image_size = recipe, image_size
+        self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
+        self.scale = (0.2, 1.0) if image_size <= 64 else (0.08, 1.0)
+        self.blur_kernel = (int(0.1 * image_size) // 2) * 2 + 1 if image_size >= 64 else 0  # odd, ~10% of the side
+        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}  # mean/std per device: no host copy per call
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        params = self.sample_params(x.shape[0], x.shape[-2], x.shape[-1], generator, x.device, x.shape[1])
+        return self.apply(x, params)
+
+    def __repr__(self) -> str:
+        return f"TwoViewAugment(recipe={self.recipe!r}, image_size={self.image_size}, mean={self.mean}, std={self.std})"
+
+    # ---- parameters ------------------------------------------------------------------------------------------
+    def sample_params(self, batch: int, height: int, width: int, generator: torch.Generator,
+                      device: torch.device | str = "cpu", channels: int = 3) -> dict[str, Tensor]:
+        """Per-sample parameters for 2·batch renders, each a (2B, ...) tensor on `device`."""
+        n, device = 2 * batch, torch.device(device)
+        if self.recipe == "digits":
+            d, s = DIGITS, self.image_size
+            noise = torch.randn((n, channels, s, s), generator=generator, device=generator.device).to(device)
+            return {"angle": uniform(n, -d["degrees"], d["degrees"], generator, device),
+                    "tx": uniform(n, -d["translate"], d["translate"], generator, device),
+                    "ty": uniform(n, -d["translate"], d["translate"], generator, device),
+                    "scale": uniform(n, *d["scale"], generator, device), "noise": noise * d["noise"]}
+        params = {"box": self.sample_boxes(n, height, width, generator, device),
+                  "flip": uniform(n, 0, 1, generator, device) < P_FLIP}
+        jitter = uniform(n, 0, 1, generator, device) < P_JITTER
+        for name, amount in JITTER.items():
+            low, high, identity = (-amount, amount, 0.0) if name == "hue" else (1 - amount, 1 + amount, 1.0)
+            # samples without jitter get identity factors, so every sample takes the same arithmetic path
+            params[name] = torch.where(jitter, uniform(n, low, high, generator, device), identity)
+        params["gray"] = uniform(n, 0, 1, generator, device) < P_GRAY
+        blur = uniform(n, 0, 1, generator, device) < P_BLUR
+        params["blur_sigma"] = torch.where(blur, uniform(n, 0.1, 2.0, generator, device), 0.0)
+        return params
+
+    def sample_boxes(self, n: int, height: int, width: int, generator: torch.Generator,
+                     device: torch.device) -> Tensor:
+        """(n, 4) crop boxes x1, y1, x2, y2 in input pixels.
+
+        The area fraction is uniform on `scale`; the aspect ratio is log-uniform on RATIO narrowed to what fits
+        that area, so no draw is rejected and the area follows the stated scale range exactly.
+        """
+        area = uniform(n, *self.scale, generator, device) * (height * width)
+        lo = torch.clamp(area / height**2, min=RATIO[0])
+        hi = torch.clamp(width**2 / area, max=RATIO[1])
+        lo = torch.minimum(lo, hi)
+        ratio = torch.exp(lo.log() + uniform(n, 0, 1, generator, device) * (hi.log() - lo.log()))
+        w = torch.sqrt(area * ratio).clamp(max=width)
+        h = torch.sqrt(area / ratio).clamp(max=height)
+        x1 = uniform(n, 0, 1, generator, device) * (width - w)
+        y1 = uniform(n, 0, 1, generator, device) * (height - h)
+        return torch.stack((x1, y1, x1 + w, y1 + h), 1)
+
+    # ---- rendering -------------------------------------------------------------------------------------------
+    def apply(self, x: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Render both views of uint8 x (B, C, H, W) with `params` -> two float32 (B, C, S, S)."""
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise ValueError(f"TwoViewAugment expects a uint8 (B, C, H, W) batch, got {x.dtype} {tuple(x.shape)}")
+        if x.shape[1] != len(self.mean):
+            raise ValueError(f"batch has {x.shape[1]} channels, mean/std have {len(self.mean)}")
+        images = x.float() / 255.0
+        out = self.render_digits(images, params) if self.recipe == "digits" else self.render_simclr(images, params)
+        mean, std = self.stats_on(x.device)
+        v1, v2 = ((out - mean) / std).chunk(2)
+        return v1.contiguous(), v2.contiguous()
+
+    def stats_on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """mean and std as (1, C, 1, 1) tensors on `device`, made once (a host-to-device copy syncs CUDA)."""
+        if device not in self._stats:
+            shape = (1, -1, 1, 1)
+            self._stats[device] = (torch.tensor(self.mean, device=device).view(shape),
+                                   torch.tensor(self.std, device=device).view(shape))
+        return self._stats[device]
+
+    def render_simclr(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
+        from torchvision.ops import roi_align
+
+        b, s = images.shape[0], self.image_size
+        source = torch.arange(2 * b, device=images.device, dtype=images.dtype).remainder(b).unsqueeze(1)
+        # sampling_ratio=-1 averages ceil(box/S) samples per output pixel: an antialiased downscale
+        x = roi_align(images, torch.cat((source, p["box"]), 1), (s, s), spatial_scale=1.0, sampling_ratio=-1,
+                      aligned=True)
+        x = torch.where(p["flip"].view(-1, 1, 1, 1), x.flip(-1), x)
+        x = self.jitter(x, p)
+        if x.shape[1] == 3:
+            x = torch.where(p["gray"].view(-1, 1, 1, 1), gray(x).expand_as(x), x)
+        if self.blur_kernel:
+            blurred = gaussian_blur(x, p["blur_sigma"].clamp(min=0.1), self.blur_kernel)
+            x = torch.where((p["blur_sigma"] > 0).view(-1, 1, 1, 1), blurred, x)
+        return x
+
+    @staticmethod
+    def jitter(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """Brightness, contrast, saturation, hue in this fixed order (torchvision shuffles the order per call; one
+        fixed order keeps a single vectorised pass). Saturation and hue only on RGB."""
+        x = (x * p["brightness"].view(-1, 1, 1, 1)).clamp(0, 1)
+        luma = gray(x) if x.shape[1] == 3 else x
+        c = p["contrast"].view(-1, 1, 1, 1)
+        x = (c * x + (1 - c) * luma.mean(dim=(1, 2, 3), keepdim=True)).clamp(0, 1)
+        if x.shape[1] != 3:
+            return x
+        sat = p["saturation"].view(-1, 1, 1, 1)
+        x = (sat * x + (1 - sat) * gray(x)).clamp(0, 1)
+        hsv = rgb_to_hsv(x)
+        hue = torch.remainder(hsv[:, :1] + p["hue"].view(-1, 1, 1, 1), 1.0)
+        return hsv_to_rgb(torch.cat((hue, hsv[:, 1:]), 1))
+
+    def render_digits(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
+        n, s = p["angle"].shape[0], self.image_size
+        rad = p["angle"] * (math.pi / 180)
+        cos, sin = torch.cos(rad) / p["scale"], torch.sin(rad) / p["scale"]
+        # theta maps output to input coordinates in [-1, 1]: a shift of f·side is 2f there
+        theta = torch.stack((torch.stack((cos, -sin, 2 * p["tx"]), 1), torch.stack((sin, cos, 2 * p["ty"]), 1)), 1)
+        grid = F.affine_grid(theta, [n, images.shape[1], s, s], align_corners=False)
+        x = F.grid_sample(images.repeat(2, 1, 1, 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return (x + p["noise"]).clamp(0, 1)

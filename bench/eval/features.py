@@ -1,0 +1,63 @@
+"""Feature preparation shared by every protocol: float32 tensors on one device, L2-normalised rows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def as_tensor(x: Any, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Tensor:
+    """A tensor view of `x` (tensor, NumPy array or sequence) on `device` (default: where `x` already is)."""
+    t = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    return t.to(device=device if device is not None else t.device, dtype=dtype or t.dtype)
+
+
+def normalize_features(x: Any, device: torch.device | str | None = None) -> Tensor:
+    """(N, d) features -> (N, d) float32 rows of unit L2 norm (all-zero rows stay zero).
+
+    Float32 even under autocast: bf16 similarities are too coarse for exp(sim / 0.07) votes.
+    """
+    t = as_tensor(x, device)
+    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"features must be a non-empty (N, d) array, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise ValueError(f"features must be floating point, got {t.dtype}")
+    with torch.autocast(device_type=t.device.type, enabled=False):
+        t = F.normalize(t.to(torch.float32), dim=1)
+    if not torch.isfinite(t).all():
+        raise ValueError("features contain NaN or inf")
+    return t
+
+
+def as_labels(y: Any, n: int, num_classes: int, device: torch.device | str | None, name: str) -> Tensor:
+    """(n,) int64 labels in [0, num_classes) on `device`, or ValueError saying what is wrong."""
+    t = as_tensor(y, device).reshape(-1)
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise ValueError(f"{name} must be integer class indices, got {t.dtype}")
+    if t.numel() != n:
+        raise ValueError(f"{name} has {t.numel()} entries but the features have {n} rows")
+    t = t.to(torch.int64)
+    if n and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+        raise ValueError(f"{name} must lie in [0, {num_classes}), got range [{int(t.min())}, {int(t.max())}]")
+    return t
+
+
+def snap_features(x: Tensor) -> Tensor:
+    """(N, d) rows with |x| ≤ 1 -> rounded to a grid of 2^-b, b = min(22, (53 - ⌈log2 d⌉) // 2).
+
+    Why: float64 dot products of snapped rows are exact in any summation order, so similarity ties are exact ties on
+    every device and backend (see `neighbors`). The rounding (≤ 2^-23 per coordinate) is far below feature noise.
+    """
+    bits = min(22, (53 - math.ceil(math.log2(max(2, x.shape[1])))) // 2)
+    scale = float(2**bits)
+    return torch.round(x * scale) / scale
+
+
+def prepare_features(x: Any, device: torch.device | str | None = None) -> Tensor:
+    """(N, d) features -> float32, L2-normalised, snapped (`snap_features`); what every protocol works on."""
+    return snap_features(normalize_features(x, device))

@@ -1,0 +1,41 @@
+"""Weighted kNN classification (Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance
+Discrimination", CVPR 2018, the InstDisc evaluation): each of the k nearest training neighbours votes for its class
+with weight exp(sim / T); the prediction is the class with the largest total vote."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .neighbors import Neighbors
+
+PROTOCOLS = {"knn200": (200, 0.1), "knn20": (20, 0.07)}  # name -> (k, T), the two settings every row reports
+_TIE_RTOL = 1e-9  # class scores this close (relative) count as tied: their float64 sums may differ in the last bits
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def knn_predict(neighbors: Neighbors, train_labels: Tensor, num_classes: int, k: int, temperature: float) -> Tensor:
+    """(Q,) int64 predicted classes from canonical neighbours (`search_neighbors`, at least k of them or all).
+
+    neighbors: (Q, K) indices and float64 similarities, nearest first; train_labels: (N,) int64 on the same device.
+    Score of class c = Σ_{j ∈ top-k, y_j = c} exp(s_j / T). Ties (within 1e-9 relative) go to the lowest class index.
+    """
+    if temperature <= 0:
+        raise ValueError(f"kNN temperature must be > 0, got {temperature}")
+    k = min(k, neighbors.indices.shape[1])
+    chunk = max(1, _BLOCK_ELEMENTS // max(num_classes, k))
+    preds = []
+    for start in range(0, neighbors.indices.shape[0], chunk):
+        idx = neighbors.indices[start:start + chunk, :k]
+        weights = torch.exp(neighbors.sims[start:start + chunk, :k] / temperature)
+        scores = weights.new_zeros((idx.shape[0], num_classes)).scatter_add_(1, train_labels[idx], weights)
+        preds.append(argmax_lowest(scores))
+    return torch.cat(preds)
+
+
+def argmax_lowest(scores: Tensor) -> Tensor:
+    """(Q, C) non-negative scores -> (Q,) index of the best class, the lowest index among (near-)ties."""
+    best = scores.max(dim=1, keepdim=True).values
+    is_top = scores >= best * (1.0 - _TIE_RTOL)
+    classes = torch.arange(scores.shape[1], device=scores.device)
+    return torch.where(is_top, classes, scores.shape[1]).amin(dim=1)

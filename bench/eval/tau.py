@@ -1,0 +1,90 @@
+"""τ analytics for per-sample strategies (iSogCLR: Qiu et al., "Not All Semantics are Created Equal: Contrastive
+Self-supervised Learning with Automatic Temperature Individualization", ICML 2023): how the learned τ_i distribute
+over classes, and whether rare classes get different temperatures from frequent ones (Spearman correlation of
+class-mean τ with class frequency)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+QUANTILES = (10, 25, 50, 75, 90)
+
+
+def summarize_tau(tau: Any, train_labels: Any, class_counts: Any) -> dict[str, Any]:
+    """Per-class τ statistics and their rank correlation with class frequency.
+
+    tau: (N,) per-sample temperatures; train_labels: (N,) class indices; class_counts: (C,) training images per class.
+    Returns {"table": DataFrame (one row per class: class, count, n_tau, mean, q10 … q90; NaN where a class has no
+    τ), "spearman": Spearman ρ of class-mean τ vs count (NaN with < 2 classes or a constant side),
+    "spearman_p": its p-value}.
+    """
+    tau, labels = _as_flat(tau, "tau"), _as_flat(train_labels, "train_labels").astype(np.int64)
+    counts = _as_flat(class_counts, "class_counts")
+    if tau.size != labels.size:
+        raise ValueError(f"tau has {tau.size} entries but train_labels has {labels.size}")
+    if labels.size and (labels.min() < 0 or labels.max() >= counts.size):
+        raise ValueError(f"train_labels must lie in [0, {counts.size}) (the length of class_counts)")
+    table = pd.DataFrame([_class_row(c, counts[c], tau[labels == c]) for c in range(counts.size)])
+    rho, p = class_spearman(table["mean"].to_numpy(), counts)
+    return {"table": table, "spearman": rho, "spearman_p": p}
+
+
+def class_spearman(class_means: np.ndarray, class_counts: np.ndarray) -> tuple[float, float]:
+    """(ρ, p) of scipy.stats.spearmanr over classes with a finite mean; (NaN, NaN) where undefined (fewer than two
+    classes, or constant τ or counts: a global-τ strategy has no correlation to report)."""
+    keep = np.isfinite(class_means)
+    x, y = class_means[keep], np.asarray(class_counts, dtype=np.float64)[keep]
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    res = stats.spearmanr(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def tau_row_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """The result-row columns from a summary: tau_spearman (float) and tau_by_class (JSON list, null for NaN)."""
+    means = [None if not np.isfinite(m) else float(m) for m in summary["table"]["mean"]]
+    return {"tau_spearman": summary["spearman"], "tau_by_class": json.dumps(means)}
+
+
+def save_tau_figure(summary: dict[str, Any], path: str | os.PathLike[str], title: str = "") -> Path:
+    """Write a PNG of class-mean τ (IQR bars) vs training images per class (log x), atomically; returns the path."""
+    from .figures import pyplot_agg, save_figure_atomic
+
+    plt = pyplot_agg()
+    t = summary["table"].dropna(subset=["mean"])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    try:
+        err = np.vstack([t["mean"] - t["q25"], t["q75"] - t["mean"]])
+        ax.errorbar(t["count"], t["mean"], yerr=err, fmt="o", capsize=3, label="class mean τ (IQR)")
+        ax.set_xscale("log")
+        ax.set_xlabel("training images per class")
+        ax.set_ylabel("τ")
+        ax.set_title(title or f"Spearman ρ = {summary['spearman']:.3f}")
+        ax.legend(loc="best")
+        fig.tight_layout()
+        return save_figure_atomic(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def _class_row(c: int, count: float, values: np.ndarray) -> dict[str, float]:
+    q = np.percentile(values, QUANTILES) if values.size else np.full(len(QUANTILES), np.nan)
+    mean = float(values.mean()) if values.size else float("nan")
+    return {"class": c, "count": float(count), "n_tau": int(values.size), "mean": mean,
+            **{f"q{p}": float(v) for p, v in zip(QUANTILES, q, strict=True)}}
+
+
+def _as_flat(x: Any, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x, dtype=np.float64).reshape(-1)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr

@@ -1,0 +1,194 @@
+"""`load_dataset`: a card name or a source string -> an `ImageDataset` (uint8 tensors on the CPU, long-tail cut done).
+
+Every argument is checked before any image is read; a card's local copies are tried before its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cards import AUGMENT_RECIPES, Card, get_card, list_cards
+from .locations import find_local
+from .long_tail import check_long_tail, class_groups, long_tail_indices
+from .sources import SOURCE_KINDS, load_source, parse_source
+from .splits import RawSplits, to_channels, to_size
+
+
+@dataclass
+class ImageDataset:
+    """A dataset ready for a run. Images are contiguous uint8 (N, C, S, S) CPU tensors, labels int64 (N,).
+
+    train_* holds the training split after the long-tail cut (train_indices: the kept rows of the source's training
+    split); test_* is the balanced test split, untouched. class_counts: training images per class after the cut;
+    lt_hash: short hash of the kept indices (of all indices for balanced data); long_tail: None or
+    {"profile", "imbalance_factor", "n_max", "seed"}. mean/std: per-channel normalisation of [0, 1] images.
+    """
+
+    name: str
+    source: str
+    origin: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    train_indices: torch.Tensor
+    classes: list[str]
+    class_counts: list[int]
+    lt_hash: str
+    long_tail: dict[str, Any] | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str
+    image_size: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_images.shape[1])
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description: sizes, per-class counts, long-tail profile and hash, class groups."""
+        test_counts = torch.bincount(self.test_labels, minlength=self.num_classes).tolist()
+        return {"name": self.name, "source": self.source, "origin": self.origin, "image_size": self.image_size,
+                "channels": self.channels, "num_classes": self.num_classes, "train_size": len(self.train_labels),
+                "test_size": len(self.test_labels), "classes": self.classes, "class_counts": self.class_counts,
+                "test_class_counts": test_counts, "lt_hash": self.lt_hash, "long_tail": self.long_tail,
+                "mean": list(self.mean), "std": list(self.std), "augment": self.augment,
+                "class_groups": class_groups(self.class_counts)}
+
+
+def load_dataset(spec: str, long_tail: float | None = None, image_size: int | None = None, seed: int = 0, *,
+                 profile: str | None = None, n_max: int | None = None, channels: int | None = None,
+                 augment: str | None = None, **source_options: Any) -> ImageDataset:
+    """Load a dataset card ("cifar10-lt") or a source string ("imagefolder:PATH", "hf:NAME?label=fine_label").
+
+    long_tail: None = as the card says (no cut without a card); r in (0, 1] = that imbalance factor (1.0: balanced).
+    profile ("exp"/"step") and n_max refine the cut; seed picks each class's kept images. image_size and channels
+    default to the card's (else to the source's own). source_options go to the source loader (e.g. image=, label=).
+    """
+    card = resolve_card(spec)
+    lt = resolve_long_tail(card, long_tail, profile, n_max, seed)
+    check_choices(image_size, channels, augment)
+    size = image_size or (card.image_size if card else None)
+    chans = channels or (card.channels if card else None)
+    raw = read_card_source(card, source_options, size, chans) if card else load_source(spec, source_options,
+                                                                                          size, chans)
+    if card:
+        check_split_sizes(card, raw)
+    return assemble(spec, card, raw, lt, size, chans, augment)
+
+
+def resolve_card(spec: str) -> Card | None:
+    """The card named `spec`, None for a valid source string; anything else lists the cards and source kinds."""
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"dataset must be a card name or a source string, got {spec!r}")
+    if ":" in spec:
+        parse_source(spec)
+        return None
+    if spec not in list_cards():
+        raise ValueError(f"unknown dataset card or source {spec!r}; cards: {', '.join(list_cards())}; source kinds: "
+                         f"{', '.join(k + ':...' for k in SOURCE_KINDS)}")
+    return get_card(spec)
+
+
+def resolve_long_tail(card: Card | None, long_tail: float | None, profile: str | None, n_max: int | None,
+                      seed: int) -> dict[str, Any] | None:
+    """The long-tail cut to make (None: keep everything), from the card and the overrides; range-checked here."""
+    base = dict(card.long_tail) if card is not None and card.long_tail is not None else None
+    if long_tail is None and base is None:
+        if profile is not None or n_max is not None:
+            raise ValueError("profile and n_max need an imbalance factor (long_tail=r); this dataset is balanced")
+        return None
+    if isinstance(long_tail, bool) or not isinstance(seed, int):
+        raise ValueError(f"long_tail must be a float in (0, 1] and seed an int, got {long_tail!r} and {seed!r}")
+    base = base or {}
+    lt = {"profile": profile or base.get("profile", "exp"),
+          "imbalance_factor": float(long_tail) if long_tail is not None else float(base["imbalance_factor"]),
+          "n_max": n_max if n_max is not None else base.get("n_max"), "seed": seed}
+    check_long_tail(lt["imbalance_factor"], lt["profile"], lt["n_max"])
+    return None if lt["imbalance_factor"] == 1.0 and lt["n_max"] is None else lt
+
+
+def check_choices(image_size: int | None, channels: int | None, augment: str | None) -> None:
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if augment is not None and augment not in AUGMENT_RECIPES:
+        raise ValueError(f"unknown augment recipe {augment!r}; valid: {', '.join(AUGMENT_RECIPES)}")
+
+
+def read_card_source(card: Card, options: dict[str, Any], size: int | None, channels: int | None) -> RawSplits:
+    """The card's first local copy found in the data directories, else its source; errors name every place tried."""
+    looked: list[str] = []
+    for local in card.local:
+        kind, relative, query = parse_source(local)
+        path = find_local(relative, looked)
+        if path is not None:
+            return load_source(f"{kind}:{path}", {**query, **options}, size, channels)
+    try:
+        return load_source(card.source, options, size, channels)
+    except FileNotFoundError as exc:
+        places = "; ".join(looked) or "none listed"
+        raise FileNotFoundError(f"dataset card {card.name!r}: no local copy ({', '.join(card.local) or 'none'}) "
+                                f"found at: {places}; then {card.source}: {exc}") from None
+
+
+def check_split_sizes(card: Card, raw: RawSplits) -> None:
+    """A partial or wrong copy (a class folder missing, a truncated file) fails here, not as odd accuracies."""
+    found = {"train": len(raw.train_labels), "test": len(raw.test_labels)}
+    for split, expected in card.splits.items():
+        if found.get(split) != expected:
+            raise ValueError(f"dataset card {card.name!r} expects {expected} {split} images, {raw.origin} holds "
+                             f"{found.get(split)}")
+    if card.classes is not None and len(card.classes) != len(raw.classes):
+        raise ValueError(f"dataset card {card.name!r} names {len(card.classes)} classes, {raw.origin} has "
+                         f"{len(raw.classes)}")
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images scaled to [0, 1], accumulated in float64 chunks."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].to(torch.float64).div_(255.0)
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    count = max(1, images.numel() // images.shape[1])
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
+
+
+def assemble(spec: str, card: Card | None, raw: RawSplits, lt: dict[str, Any] | None, size: int | None,
+             channels: int | None, augment: str | None) -> ImageDataset:
+    """Bring images to size and channels, cut the long tail, attach normalisation and the augmentation recipe."""
+    train, test = raw.train_images, raw.test_images
+    if channels:
+        train, test = to_channels(train, channels), to_channels(test, channels)
+    size = size or min(train.shape[-2:])  # square images: the shorter side, as image folders do
+    train, test = to_size(train, size), to_size(test, size)
+    classes = list(card.classes) if card is not None and card.classes is not None else raw.classes
+    labels = raw.train_labels.numpy()
+    cut = (long_tail_indices(labels, lt["imbalance_factor"], lt["profile"], lt["n_max"], lt["seed"], classes)
+           if lt else long_tail_indices(labels, 1.0, classes=classes))
+    keep = torch.from_numpy(cut.indices)
+    if card is not None and card.channels == train.shape[1]:
+        mean, std = card.mean, card.std
+    else:  # no card (or another channel count): statistics of the whole training split, the same for every cut
+        mean, std = channel_stats(train)
+    return ImageDataset(
+        name=spec, source=card.source if card else spec, origin=raw.origin,
+        train_images=train[keep].contiguous(), train_labels=raw.train_labels[keep].contiguous(),
+        test_images=test.contiguous(), test_labels=raw.test_labels.contiguous(), train_indices=keep,
+        classes=classes, class_counts=cut.class_counts, lt_hash=cut.hash,
+        long_tail=None if lt is None else {**lt, "n_max": lt["n_max"] or int(np.bincount(labels).max())},
+        mean=tuple(mean), std=tuple(std), augment=augment or (card.augment if card else raw.augment_hint),
+        image_size=size)
