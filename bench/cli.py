@@ -23,7 +23,9 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tempbench", description=__doc__.split("\n")[0].removeprefix("The "))
+    parser = argparse.ArgumentParser(
+        prog="tempbench", description="Benchmark temperature strategies in contrastive self-supervised learning. "
+        "Start with `tempbench run` (the quick suite); `tempbench COMMAND --help` for each command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
