@@ -169,11 +169,6 @@ class Strategy(nn.Module):
         if torch.unique(idx).numel() != idx.numel():
             raise ValueError("idx holds duplicate dataset indices; a batch must hold distinct samples")
 
-    def _filled(self, tau: Tensor | float) -> Tensor:
-        ref = next(iter(self.buffers()), None)
-        device = ref.device if ref is not None else None
-        return torch.full((self.num_samples,), float(tau), device=device)
-
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
 
