@@ -47,6 +47,15 @@ def gray(x: Tensor) -> Tensor:
     return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
 
 
+def flip_columns(x: Tensor, flip: Tensor) -> Tensor:
+    """(B, C, H, W) with the samples where flip (B,) is true mirrored left-right: one gather of per-sample column
+    indices instead of flipping every image and selecting."""
+    w = x.shape[-1]
+    cols = torch.arange(w, device=x.device)
+    index = torch.where(flip.view(-1, 1), w - 1 - cols, cols)  # (B, W): tiny
+    return x.gather(-1, index.view(-1, 1, 1, w).expand_as(x))
+
+
 def rgb_to_hsv(x: Tensor) -> Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> HSV, hue in [0, 1). The hue sector comes from the arg-max channel (the first
     on ties: R, then G, as torchvision), so one gather replaces three masked branches."""
@@ -66,6 +75,24 @@ def hsv_to_rgb(x: Tensor) -> Tensor:
     n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1 without a copy
     k = torch.remainder(n + 6.0 * h, 6.0)
     return (v - v * s * torch.minimum(k, 4.0 - k).clamp(0, 1)).clamp(0, 1)
+
+
+def shift_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """(B, 3, H, W) RGB in [0, 1] with the hue of sample i turned by shift[i] (in turns): equal to
+    `hsv_to_rgb(rgb_to_hsv(x))` with the hue shifted, but in one pass of cheap kernels. With s·v = max − min (the
+    span), c = max − span·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6, and 6h = num / span + 2·sector, where the
+    sector is the first arg-max channel (R, then G on ties) and num its g − b, b − r or r − g. The arg-max comes from
+    two comparisons (`max(dim)` with indices is ~15x slower than `amax` on CPU); grays (span 0) get num 0, sector 0."""
+    maxc = x.amax(1, keepdim=True)
+    span = maxc - x.amin(1, keepdim=True)
+    r_low, g_low = (x[:, :2] != maxc).split(1, 1)  # R, G below the maximum
+    sector = r_low.long() + (r_low & g_low)  # 0: R is max, 1: G, 2: B (`&`: `all(dim)` is a slow reduction)
+    num = (x.roll(-1, 1) - x.roll(-2, 1)).gather(1, sector)  # channel-wise g − b, b − r, r − g, picked per pixel
+    h6 = (num / span.clamp_min(1e-12)).add_(sector, alpha=2).add_(6.0 * shift.view(-1, 1, 1, 1))
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(h6 + n, 6.0)
+    t = torch.minimum(k, 4.0 - k).clamp_(0, 1)
+    return torch.addcmul(maxc, span, t, value=-1.0).clamp_(0, 1)
 
 
 def gaussian_blur(x: Tensor, sigma: Tensor, kernel: int) -> Tensor:
@@ -157,21 +184,26 @@ class TwoViewAugment:
             raise ValueError(f"TwoViewAugment expects a uint8 (B, C, H, W) batch, got {x.dtype} {tuple(x.shape)}")
         if x.shape[1] != len(self.mean):
             raise ValueError(f"batch has {x.shape[1]} channels, mean/std have {len(self.mean)}")
-        images = x.float() / 255.0
-        out = self.render_digits(images, params) if self.recipe == "digits" else self.render_simclr(images, params)
-        mean, std = self.stats_on(x.device)
-        v1, v2 = ((out - mean) / std).chunk(2)
+        if self.recipe == "digits":
+            out = self.render_digits(x.float() / 255.0, params)
+        else:  # the 1/255 rides on the brightness factor: one pass over the images fewer
+            out = self.render_simclr(x.float(), params)
+        shift, scale = self.stats_on(x.device)
+        v1, v2 = torch.addcmul(shift, out, scale).chunk(2)  # (out − mean) / std as one multiply-add
         return v1.contiguous(), v2.contiguous()
 
     def stats_on(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        """mean and std as (1, C, 1, 1) tensors on `device`, made once (a host-to-device copy syncs CUDA)."""
+        """−mean/std and 1/std as (1, C, 1, 1) tensors on `device`, made once (a host-to-device copy syncs CUDA)."""
         if device not in self._stats:
-            shape = (1, -1, 1, 1)
-            self._stats[device] = (torch.tensor(self.mean, device=device).view(shape),
-                                   torch.tensor(self.std, device=device).view(shape))
+            mean = torch.tensor(self.mean, dtype=torch.float64).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, dtype=torch.float64).view(1, -1, 1, 1)
+            self._stats[device] = ((-mean / std).float().to(device), (1.0 / std).float().to(device))
         return self._stats[device]
 
     def render_simclr(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """Crop, flip, jitter, grayscale (and blur at >= 64 px) of float images in [0, 255] -> (2B, C, S, S) in
+        [0, 1]. Per-sample choices are blends or gathers with per-sample weights, never `torch.where` over whole
+        images (a slow kernel on CPU) nor per-sample Python."""
         from torchvision.ops import roi_align
 
         b, s = images.shape[0], self.image_size
@@ -179,30 +211,28 @@ class TwoViewAugment:
         # sampling_ratio=-1 averages ceil(box/S) samples per output pixel: an antialiased downscale
         x = roi_align(images, torch.cat((source, p["box"]), 1), (s, s), spatial_scale=1.0, sampling_ratio=-1,
                       aligned=True)
-        x = torch.where(p["flip"].view(-1, 1, 1, 1), x.flip(-1), x)
-        x = self.jitter(x, p)
+        x = flip_columns(x, p["flip"])
+        x = self.jitter(x, p, scale=1 / 255)
         if x.shape[1] == 3:
-            x = torch.where(p["gray"].view(-1, 1, 1, 1), gray(x).expand_as(x), x)
+            x = torch.lerp(x, gray(x), p["gray"].to(x.dtype).view(-1, 1, 1, 1))  # weight 0 or 1: exact choice
         if self.blur_kernel:
             blurred = gaussian_blur(x, p["blur_sigma"].clamp(min=0.1), self.blur_kernel)
-            x = torch.where((p["blur_sigma"] > 0).view(-1, 1, 1, 1), blurred, x)
+            x = torch.lerp(x, blurred, (p["blur_sigma"] > 0).to(x.dtype).view(-1, 1, 1, 1))
         return x
 
     @staticmethod
-    def jitter(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    def jitter(x: Tensor, p: dict[str, Tensor], scale: float = 1.0) -> Tensor:
         """Brightness, contrast, saturation, hue in this fixed order (torchvision shuffles the order per call; one
-        fixed order keeps a single vectorised pass). Saturation and hue only on RGB."""
-        x = (x * p["brightness"].view(-1, 1, 1, 1)).clamp(0, 1)
-        luma = gray(x) if x.shape[1] == 3 else x
-        c = p["contrast"].view(-1, 1, 1, 1)
-        x = (c * x + (1 - c) * luma.mean(dim=(1, 2, 3), keepdim=True)).clamp(0, 1)
+        fixed order keeps a single vectorised pass). Saturation and hue only on RGB. `scale` multiplies the input
+        first (1/255 for [0, 255] images), folded into the brightness factor. Works in place on its own temporaries."""
+        x = (x * (p["brightness"] * scale).view(-1, 1, 1, 1)).clamp_(0, 1)
+        # mean luma = luma of the channel means: no per-pixel gray image (and no host-to-device copy, a CUDA sync)
+        mean = gray(x.mean(dim=(2, 3), keepdim=True)) if x.shape[1] == 3 else x.mean(dim=(1, 2, 3), keepdim=True)
+        x = torch.lerp(mean, x, p["contrast"].view(-1, 1, 1, 1)).clamp_(0, 1)  # c·x + (1 − c)·mean
         if x.shape[1] != 3:
             return x
-        sat = p["saturation"].view(-1, 1, 1, 1)
-        x = (sat * x + (1 - sat) * gray(x)).clamp(0, 1)
-        hsv = rgb_to_hsv(x)
-        hue = torch.remainder(hsv[:, :1] + p["hue"].view(-1, 1, 1, 1), 1.0)
-        return hsv_to_rgb(torch.cat((hue, hsv[:, 1:]), 1))
+        x = torch.lerp(gray(x), x, p["saturation"].view(-1, 1, 1, 1)).clamp_(0, 1)
+        return shift_hue(x, p["hue"])
 
     def render_digits(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
         n, s = p["angle"].shape[0], self.image_size

@@ -46,6 +46,7 @@ class RunConfig:
     log_every: int = 10  # steps between host syncs (progress, NaN check)
     eval_backend: str = "auto"  # kNN backend: auto | faiss | torch
     progress: bool = True  # tqdm progress bar
+    compile: bool = False  # torch.compile the encoder (nn.Module.compile, in place); same model, another kernel path
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -63,7 +64,7 @@ class RunConfig:
     def hash(self) -> str:
         """Hash of everything that defines the experiment except the seed and where it runs (groups seeds)."""
         data = dataclasses.asdict(self)
-        for key in ("seed", "device", "progress", "log_every", "checkpoint_every"):
+        for key in ("seed", "device", "progress", "log_every", "checkpoint_every", "compile"):
             data.pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

@@ -65,15 +65,23 @@ class Setup:
 
 def build_setup(config: RunConfig) -> Setup:
     """Data, encoder, strategy, optimiser and schedule, with every bad input rejected before any work starts."""
-    from tempbench.augment import TwoViewAugment
     from tempbench.datasets import load_dataset
-    from tempbench.encoders import create_encoder
-    from tempbench.optim import build_optimizer, build_scheduler, scaled_lr
-    from tempbench.strategies import create_strategy
 
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, long_tail=config.long_tail, image_size=config.image_size, seed=config.seed)
+    return setup_from_data(config, data, device)
+
+
+def setup_from_data(config: RunConfig, data: Any, device: torch.device) -> Setup:
+    """Everything after loading: monitor split, resident images, encoder (compiled if asked), strategy, optimiser,
+    schedule and augmentation. `data` is an ImageDataset; `tempbench perf` passes synthetic images here, so the
+    benchmark times the very objects a run trains with."""
+    from tempbench.augment import TwoViewAugment
+    from tempbench.encoders import create_encoder
+    from tempbench.optim import build_optimizer, build_scheduler, scaled_lr
+    from tempbench.strategies import create_strategy
+
     ssl_idx, monitor_idx = split_monitor(data.train_labels, config.monitor_fraction, config.seed)
     steps_per_epoch = len(ssl_idx) // config.batch_size  # drop_last: every step has the same shape
     if steps_per_epoch == 0:
@@ -84,6 +92,8 @@ def build_setup(config: RunConfig) -> Setup:
                            projector_hidden=config.projector_hidden, projector_out=config.projector_out).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if config.compile:
+        model.compile()  # in place (nn.Module.compile): state-dict keys stay those of the eager model
     strategy = create_strategy(config.strategy, num_samples=len(ssl_idx), **config.strategy_params).to(device)
     strategy.check_inputs = False  # batches are slices of a permutation: distinct and in range by construction
     optimizer = build_optimizer(model, strategy, name=config.optimizer, lr=scaled_lr(config.lr, config.batch_size),

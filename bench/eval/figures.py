@@ -7,10 +7,12 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def save_bar_figure(table: pd.DataFrame, x_col: str, metrics: list[str], path: str | os.PathLike[str],

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
 QUANTILES = (10, 25, 50, 75, 90)
 
@@ -25,6 +23,8 @@ def summarize_tau(tau: Any, train_labels: Any, class_counts: Any) -> dict[str, A
     τ), "spearman": Spearman ρ of class-mean τ vs count (NaN with < 2 classes or a constant side),
     "spearman_p": its p-value}.
     """
+    import pandas as pd  # imported here: the training path must run where only torch and numpy are installed
+
     tau, labels = _as_flat(tau, "tau"), _as_flat(train_labels, "train_labels").astype(np.int64)
     counts = _as_flat(class_counts, "class_counts")
     if tau.size != labels.size:
@@ -43,6 +43,8 @@ def class_spearman(class_means: np.ndarray, class_counts: np.ndarray) -> tuple[f
     x, y = class_means[keep], np.asarray(class_counts, dtype=np.float64)[keep]
     if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan"), float("nan")
+    from scipy import stats
+
     res = stats.spearmanr(x, y)
     return float(res.statistic), float(res.pvalue)
 
