@@ -8,7 +8,7 @@ with the training injected as a `TrialFn`, so the machinery runs and is tested w
 
     study = run_study("isogclr", trial_fn, n_trials=40, grid=False, storage=None, study_name="isogclr-cifar10",
                       out_dir=Path("runs/sens"))
-    write_report({"isogclr": summarize_study(study)}, {"isogclr": study}, out_dir)
+    # then tempbench.sensitivity_report: write_report({"isogclr": summarize_study(study)}, {"isogclr": study}, out)
 
 Storage: `sqlite:///OUT/optuna.db` by default; Optuna's journal file `OUT/optuna-journal.log` with `workers > 1` (or
 `journal:PATH`); any RDB URL (e.g. PostgreSQL) for workers on several machines running the same command. Exactly
@@ -18,16 +18,12 @@ one, and re-running a command resumes its study. Trials of a killed local worker
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
-import json
 import logging
 import math
 import os
 import pickle
 import socket
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +36,7 @@ log = logging.getLogger(__name__)
 TrialFn = Callable[[str, dict, "Reporter"], "float | dict[str, Any]"]
 HPARAMS_ATTR = "tempbench.hparams"  # trial user attr: {"strategy": {...}, "optim": {...}} as given to the trial_fn
 WORKER_ATTR = "tempbench.worker"  # trial user attr: "host:pid" of the process running it (finds killed workers)
+GRID_ATTR = "tempbench.grid"  # study user attr: the grid a --grid study evaluates (None for TPE), checked on resume
 
 
 class Reporter:
@@ -91,11 +88,13 @@ class _StudyJob:
 def run_study(strategy: str, trial_fn: TrialFn, *, n_trials: int | None, grid: bool, storage: str | None,
               study_name: str | None, out_dir: Path, seed: int = 0, epochs: int | None = None, workers: int = 1,
               direction: str = "maximize", extra_space: Callable[[Any], dict] | None = None,
-              extra_grid: dict[str, list] | None = None, pruner: Any = None, metric: str = "objective") -> Any:
+              extra_grid: dict[str, list] | None = None, grid_values: dict[str, list] | None = None,
+              pruner: Any = None, metric: str = "objective") -> Any:
     """Run (or resume) the study of `strategy` until `n_trials` trials are COMPLETE or PRUNED; return the Study.
 
     grid: GridSampler over the strategy's `search_grid` (+ `extra_grid`; `extra_space` is not used), all points when
-        `n_trials` is None, else the first `n_trials`; no pruning unless `pruner` is given. Otherwise a seeded TPE
+        `n_trials` is None, else the first `n_trials`; no pruning unless `pruner` is given. `grid_values` replaces
+        the values of some of the strategy's grid parameters (a reduced grid). Otherwise a seeded TPE
         over `search_space` + `extra_space` with a MedianPruner fed by `Reporter.report`.
     storage: None (SQLite in `out_dir`, or a journal file there when workers > 1), `journal:PATH`, or an RDB URL.
     workers: local processes (spawned) sharing the budget; `trial_fn` and `extra_space` must then be picklable.
@@ -108,7 +107,7 @@ def run_study(strategy: str, trial_fn: TrialFn, *, n_trials: int | None, grid: b
         raise ValueError(f"workers must be >= 1, got {workers}")
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
-    full_grid = _build_grid(cls, strategy, epochs, extra_grid) if grid else None
+    full_grid = _build_grid(cls, strategy, epochs, extra_grid, grid_values) if grid else None
     n_trials = _trial_budget(n_trials, full_grid)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,10 +154,18 @@ def open_storage(spec: str) -> Any:
                          "(sqlite:///PATH, postgresql://USER@HOST/DB) with its driver, or journal:PATH") from exc
 
 
-def _build_grid(cls: Any, strategy: str, epochs: int | None, extra_grid: dict[str, list] | None) -> dict:
-    grid = {"strategy": dict(cls.search_grid(epochs=epochs)), "optim": dict(extra_grid or {})}
-    if not grid["strategy"]:
+def _build_grid(cls: Any, strategy: str, epochs: int | None, extra_grid: dict[str, list] | None,
+                grid_values: dict[str, list] | None) -> dict:
+    own = dict(cls.search_grid(epochs=epochs))
+    if not own:
         raise ValueError(f"strategy {strategy!r} has no search grid (search_grid is empty); run without --grid")
+    unknown = sorted(set(grid_values or {}) - set(own))
+    if unknown:
+        raise ValueError(f"grid values for {unknown} do not match {strategy!r}'s grid parameters {sorted(own)}")
+    grid = {"strategy": {**own, **(grid_values or {})}, "optim": dict(extra_grid or {})}
+    empty = sorted(name for part in grid.values() for name, values in part.items() if not values)
+    if empty:
+        raise ValueError(f"grid parameters {empty} of {strategy!r} have no values")
     clash = set(grid["strategy"]) & set(grid["optim"])
     if clash:
         raise ValueError(f"extra grid parameters {sorted(clash)} clash with {strategy!r}'s own")
@@ -191,7 +198,8 @@ def _open_study(job: _StudyJob, metric: str) -> Any:
 
     study = optuna.create_study(storage=open_storage(job.storage), study_name=job.study_name, load_if_exists=True,
                                 direction=job.direction, sampler=_make_sampler(job, worker=0))
-    expected = {"strategy": job.strategy, "mode": job.mode, "direction": job.direction}
+    # The grid too: resuming with other grid values would mix two designs in one report.
+    expected = {"strategy": job.strategy, "mode": job.mode, "direction": job.direction, "grid": job.grid}
     found = {k: study.user_attrs.get(f"tempbench.{k}") for k in expected}
     if found["strategy"] is None:
         for key, value in {**expected, "metric": metric}.items():
@@ -374,214 +382,3 @@ def _alive(pid: int) -> bool:
 
 def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# ---- summaries and the report ---------------------------------------------------------------------------------------
-def summarize_study(study: Any) -> dict[str, Any]:
-    """Spread of the final metric over the COMPLETE trials of `study`: best / median / worst, quartiles, IQR,
-    worst-to-best gap, trial counts, fANOVA hyperparameter importances ({} when not computable) and best params."""
-    import numpy as np
-    from optuna.study import StudyDirection
-    from optuna.trial import TrialState
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    maximize = study.direction == StudyDirection.MAXIMIZE
-    summary: dict[str, Any] = {
-        "study": study.study_name, "strategy": study.user_attrs.get("tempbench.strategy"),
-        "metric": study.user_attrs.get("tempbench.metric", "objective"), "direction": study.direction.name.lower(),
-        "n_complete": len(complete), "n_pruned": len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))),
-        "n_failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
-        "best": None, "median": None, "worst": None, "q1": None, "q3": None, "iqr": None, "gap": None,
-        "best_trial": None, "best_params": {}, "importances": _importances(study, complete)}
-    if not complete:
-        return summary
-    values = np.array([t.value for t in complete])
-    q1, median, q3 = (float(q) for q in np.percentile(values, [25, 50, 75]))
-    best = max(complete, key=lambda t: t.value) if maximize else min(complete, key=lambda t: t.value)
-    worst = float(values.min() if maximize else values.max())
-    summary.update(best=float(best.value), median=median, worst=worst, q1=q1, q3=q3, iqr=q3 - q1,
-                   gap=abs(float(best.value) - worst), best_trial=best.number,
-                   best_params=best.user_attrs.get(HPARAMS_ATTR, best.params))
-    return summary
-
-
-def _importances(study: Any, complete: list) -> dict[str, float]:
-    """fANOVA importances of the params that vary across >= 2 complete trials; {} when there is nothing to rank."""
-    import optuna
-
-    names = {name for t in complete for name in t.params}
-    varying = sorted(n for n in names if len({repr(t.params.get(n)) for t in complete}) > 1)
-    if len(complete) < 2 or not varying:
-        return {}
-    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)  # seeded: the report must be reproducible
-    try:
-        found = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varying)
-    except (ValueError, RuntimeError) as exc:  # e.g. a conditional param missing from some trials
-        log.info("no importances for %s: %s", study.study_name, exc)
-        return {}
-    return {name: float(value) for name, value in found.items()}
-
-
-def rank_strategies(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per strategy, least sensitive first (smallest IQR), with its rank by IQR, by gap and by best metric."""
-    names = list(summaries)
-    maximize = all(summaries[n]["direction"] == "maximize" for n in names)
-    ranks = {"rank_iqr": _ranks(names, lambda n: summaries[n]["iqr"], descending=False),
-             "rank_gap": _ranks(names, lambda n: summaries[n]["gap"], descending=False),
-             "rank_best": _ranks(names, lambda n: summaries[n]["best"], descending=maximize)}
-    rows = [{"strategy": n, **{k: summaries[n][k] for k in _NUMBERS}, **{k: r[n] for k, r in ranks.items()}}
-            for n in names]
-    return sorted(rows, key=lambda row: (row["rank_iqr"] is None, row["rank_iqr"] or 0))
-
-
-_NUMBERS = ("best", "median", "worst", "q1", "q3", "iqr", "gap", "n_complete", "n_pruned", "n_failed")
-
-
-def _ranks(names: list[str], key: Callable[[str], float | None], descending: bool) -> dict[str, int | None]:
-    """1 = first; strategies without a value (no complete trial) get None."""
-    ordered = sorted((n for n in names if key(n) is not None), key=key, reverse=descending)
-    return {n: (ordered.index(n) + 1 if n in ordered else None) for n in names}
-
-
-def write_report(summaries: dict[str, dict[str, Any]], studies: dict[str, Any], out_dir: Path,
-                 command: str | None = None) -> Path:
-    """Write `sensitivity.md`, `sensitivity.csv` (the cross-strategy ranking), `sensitivity-trials-NAME.csv` and
-    `figures/sensitivity-NAME.png` (metric against each hyperparameter) into `out_dir`, each file atomically.
-    `command`: the command line that produced the studies, quoted in the report. Returns the Markdown path."""
-    out_dir = Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    ranking = rank_strategies(summaries)
-    _write_atomic(out_dir / "sensitivity.csv", _csv_text(ranking).encode())
-    sections = []
-    for name, summary in summaries.items():
-        _write_atomic(out_dir / f"sensitivity-trials-{name}.csv", _csv_text(_trial_rows(studies[name])).encode())
-        figure = _plot_study(name, studies[name], summary)
-        if figure is not None:
-            _write_atomic(out_dir / "figures" / f"sensitivity-{name}.png", figure)
-        sections.append(_strategy_section(name, summary, has_figure=figure is not None))
-    head = ["# Hyperparameter sensitivity", ""]
-    if command:
-        head += [f"Made by `{command}`.", ""]
-    text = "\n".join([*head, *_ranking_section(ranking), *sections])
-    path = out_dir / "sensitivity.md"
-    _write_atomic(path, text.encode())
-    return path
-
-
-def _ranking_section(ranking: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Ranking", "", "Less sensitive = smaller interquartile range (IQR) of the final metric over the "
-             "trials; gap = worst-to-best.", "",
-             "| strategy | rank by IQR | IQR | rank by gap | gap | rank by best | best | median | complete | pruned |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in ranking:
-        lines.append(f"| {r['strategy']} | {_fmt(r['rank_iqr'])} | {_fmt(r['iqr'])} | {_fmt(r['rank_gap'])} | "
-                     f"{_fmt(r['gap'])} | {_fmt(r['rank_best'])} | {_fmt(r['best'])} | {_fmt(r['median'])} | "
-                     f"{r['n_complete']} | {r['n_pruned']} |")
-    return [*lines, ""]
-
-
-def _strategy_section(name: str, s: dict[str, Any], has_figure: bool) -> str:
-    lines = [f"## {name}", "",
-             f"Study `{s['study']}`: {s['n_complete']} complete, {s['n_pruned']} pruned, {s['n_failed']} failed "
-             f"trials; metric `{s['metric']}` ({s['direction']}).", "",
-             "| best | Q1 | median | Q3 | worst | IQR | gap |", "|---|---|---|---|---|---|---|",
-             "| " + " | ".join(_fmt(s[k]) for k in ("best", "q1", "median", "q3", "worst", "iqr", "gap")) + " |", "",
-             f"Best trial: #{_fmt(s['best_trial'])}, `{json.dumps(s['best_params'], sort_keys=True)}`", "",
-             "### Importance (fANOVA)", ""]
-    if s["importances"]:
-        lines += ["| hyperparameter | importance |", "|---|---|"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in s["importances"].items()]
-    else:
-        lines.append("Not computable: it needs at least 2 complete trials and a hyperparameter that varies.")
-    lines.append("")
-    if has_figure:
-        lines += [f"![{name}: metric against each hyperparameter](figures/sensitivity-{name}.png)", ""]
-    lines += [f"All trials: [sensitivity-trials-{name}.csv](sensitivity-trials-{name}.csv)", ""]
-    return "\n".join(lines)
-
-
-def _trial_rows(study: Any) -> list[dict[str, Any]]:
-    """One row per trial: number, state, value, its params and the metrics it reported."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        metrics = {k: v for k, v in t.user_attrs.items() if not k.startswith("tempbench.")}
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value, **t.params, **metrics})
-    return rows
-
-
-def _plot_study(name: str, study: Any, summary: dict[str, Any]) -> bytes | None:
-    """PNG bytes of one scatter per hyperparameter (metric vs value; pruned trials as grey crosses), or None."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    params = sorted({p for t in trials for p in t.params})
-    if not params:
-        return None
-    cols = min(3, len(params))
-    rows = math.ceil(len(params) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
-    FigureCanvasAgg(fig)  # no pyplot: never touches the user's interactive backend
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, param in zip(axes, params, strict=False):
-        _scatter_param(ax, trials, param, summary)
-    for ax in axes[len(params):]:
-        ax.set_visible(False)
-    fig.suptitle(f"{name}: {summary['metric']} over {summary['n_complete']} complete trials")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
-
-
-def _scatter_param(ax: Any, trials: list, param: str, summary: dict[str, Any]) -> None:
-    from optuna.trial import TrialState
-
-    for state, style in ((TrialState.PRUNED, {"marker": "x", "color": "0.6", "label": "pruned (last value)"}),
-                         (TrialState.COMPLETE, {"marker": "o", "color": "C0", "label": "complete"})):
-        points = [(t.params[param], t.value) for t in trials
-                  if t.state == state and param in t.params and t.value is not None]
-        if points:
-            ax.scatter(*zip(*points, strict=True), s=22, **style)
-    best = [t for t in trials if t.number == summary["best_trial"] and param in t.params]
-    if best:
-        ax.scatter([best[0].params[param]], [best[0].value], marker="*", s=140, color="C3", label="best")
-    if _is_log_scaled(trials, param):
-        ax.set_xscale("log")
-    ax.set_xlabel(param)
-    ax.set_ylabel(summary["metric"])
-    ax.legend(fontsize="x-small")
-
-
-def _is_log_scaled(trials: list, param: str) -> bool:
-    """Log x where the search space is log; for grid (categorical) values, where they span a decade or more."""
-    from optuna.distributions import CategoricalDistribution
-
-    dist = next(t.distributions[param] for t in trials if param in t.distributions)
-    if not isinstance(dist, CategoricalDistribution):
-        return bool(dist.log)
-    values = dist.choices
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
-    return numeric and max(values) / min(values) >= 10
-
-
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to `path`, then rename over it: readers never see half a file."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)

@@ -3,6 +3,7 @@
 
     tempbench sensitivity --strategy fixed,isogclr --dataset cifar10-lt --trials 40 --epochs 50
     tempbench sensitivity --strategy isogclr --dataset cifar10-lt --grid            # the strategy's paper-style grid
+    tempbench sensitivity ... --grid --grid-values rho=0.2,0.5 --set batch_size=128  # a reduced grid, run settings
     tempbench sensitivity ... --workers 4                                            # 4 local processes, journal file
     tempbench sensitivity ... --storage postgresql://u@db/optuna --study iso-lt      # same line on every machine
 
@@ -14,16 +15,20 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import re
 import shlex
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_METRIC = "knn200_top1"  # the key of the runner's result row that the studies maximise
 MONITOR_METRIC = "knn_monitor"  # the runner's per-epoch metric fed to the pruner (kNN on held-out training images)
 DEFAULT_TRIALS = 20  # per strategy, TPE search; --grid defaults to the whole grid
+STUDY_RUN_DEFAULTS = {"progress": False}  # a progress bar per trial only clutters a study's log; --set overrides
+OWNED_SETTINGS = {"strategy": "--strategy", "strategy_params": "the search space", "dataset": "--dataset",
+                  "epochs": "--epochs", "seed": "--seed"}  # run settings the command itself decides
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class RunnerTrialFn:
     tracking: bool
     tracking_uri: str | None
     parent_run_id: str | None = None
+    run_settings: dict[str, Any] = field(default_factory=dict)  # RunConfig fields shared by every trial (--set)
 
     def __call__(self, strategy: str, params: dict, reporter: Any) -> dict[str, Any]:
         # The glue to the runner, kept in this one method. params = {"strategy": {...}, "optim": {...}}; the
@@ -46,17 +52,19 @@ class RunnerTrialFn:
         from tempbench import runner  # lazily: the training path is heavy and `tempbench --help` must stay instant
         from tempbench.tracking import NestedTracker, RunHandle
 
+        overrides = {**self.run_settings, **params["optim"], "strategy_params": params["strategy"]}
         config = runner.build_config(strategy=strategy, dataset=self.dataset, epochs=self.epochs, seed=self.seed,
-                                     overrides={"strategy_params": params["strategy"], **params["optim"]})
-        tracker = NestedTracker(_process_tracker(self.tracking, self.tracking_uri, self.out_dir),
-                                RunHandle("sweep", self.parent_run_id),
+                                     overrides=overrides)
+        tracker = NestedTracker(_process_tracker(self.tracking, self.tracking_uri, self.out_dir), None,
                                 tags={"optuna.study": reporter.study_name, "optuna.trial": str(reporter.trial_number)})
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            if MONITOR_METRIC in metrics:  # the kNN monitor may run every k epochs only
+            if MONITOR_METRIC in metrics and math.isfinite(metrics[MONITOR_METRIC]):  # every k epochs, maybe
                 reporter.report(epoch, metrics[MONITOR_METRIC])
 
-        row = runner.train(config, tracker=tracker, on_epoch=on_epoch)
+        # No out_dir: a trial keeps no checkpoint (a killed trial is re-run whole); its τ table goes to tracking.
+        row = runner.train(config, tracker=tracker, tracker_parent=RunHandle("study", self.parent_run_id),
+                           on_epoch=on_epoch)
         if self.metric not in row:
             raise ValueError(f"the runner's result has no metric {self.metric!r}; it has {sorted(row)}")
         numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -79,7 +87,47 @@ def make_trial_fn(args: argparse.Namespace, parent_run_id: str | None = None) ->
     """The trial function of this command: trains with the runner, nested under the study's MLflow run."""
     return RunnerTrialFn(dataset=args.dataset, epochs=args.epochs, seed=args.seed, metric=args.metric,
                          out_dir=str(output_dir(args)), tracking=not args.no_tracking, tracking_uri=args.tracking_uri,
-                         parent_run_id=parent_run_id)
+                         parent_run_id=parent_run_id, run_settings=run_settings(args))
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields every trial shares: the study defaults, then `--set key=value`; a strategy
+    hyperparameter or a setting the command owns is an error (the search decides those)."""
+    from tempbench.config import parse_assignments
+
+    settings, strategy_params = parse_assignments(args.set)
+    if strategy_params:
+        raise ValueError(f"--set takes run settings only (the study searches strategy hyperparameters); "
+                         f"not run settings: {sorted(strategy_params)}")
+    owned = {k: v for k, v in OWNED_SETTINGS.items() if k in settings}
+    if owned:
+        raise ValueError("--set cannot set " + ", ".join(f"{k} (use {v})" for k, v in owned.items()))
+    if args.lr_range and "lr" in settings:
+        raise ValueError("--set lr=... and --lr-range contradict each other; give one")
+    return {**STUDY_RUN_DEFAULTS, **settings}
+
+
+def grid_values_for(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, list]]:
+    """Per strategy, the grid values `--grid-values [STRATEGY.]PARAM=V1,V2,...` replace; an unqualified PARAM goes to
+    every strategy whose grid has it. A value that reaches no strategy is an error."""
+    from tempbench.config import parse_literal
+    from tempbench.strategies import get_strategy_class
+
+    if args.grid_values and not args.grid:
+        raise ValueError("--grid-values reduces or replaces a --grid study's grid; add --grid")
+    found: dict[str, dict[str, list]] = {name: {} for name in names}
+    for item in args.grid_values:
+        key, sep, raw = item.partition("=")
+        owner, _, param = key.strip().rpartition(".")
+        values = [parse_literal(v.strip()) for v in raw.split(",") if v.strip()]
+        if not sep or not param or not values:
+            raise ValueError(f"--grid-values expects [STRATEGY.]PARAM=V1,V2,..., got {item!r}")
+        targets = [owner] if owner else [n for n in names if param in get_strategy_class(n).search_grid()]
+        if not targets or any(t not in found for t in targets):
+            raise ValueError(f"--grid-values {item!r} matches none of the grids of {names}")
+        for target in targets:
+            found[target][param] = values
+    return found
 
 
 @functools.cache
@@ -92,25 +140,24 @@ def _process_tracker(enabled: bool, tracking_uri: str | None, out_dir: str) -> A
 
 def run_sensitivity(args: argparse.Namespace) -> int:
     """Run or resume the study of every strategy, write the report, print where it is (or JSON with --json)."""
-    from tempbench.sensitivity import open_storage, resolve_storage, run_study, summarize_study, write_report
+    from tempbench.sensitivity import open_storage, resolve_storage
+    from tempbench.sensitivity_report import write_report
     from tempbench.tracking import create_tracker, open_run, ui_command
 
     names, out = check_args(args), output_dir(args)
+    grids = grid_values_for(args, names)
+    if args.storage:  # a bad URL fails here, before any file is written or any training
+        open_storage(resolve_storage(args.storage, out, args.workers))
     out.mkdir(parents=True, exist_ok=True)
-    open_storage(resolve_storage(args.storage, out, args.workers))  # a bad URL fails here, before any training
     tracker = create_tracker(not args.no_tracking, args.tracking_uri, out)
     summaries, studies, parents = {}, {}, {}
     with ExitStack() as stack:
         for name in names:
             study_name = study_name_for(args, name, several=len(names) > 1)
-            parents[name] = stack.enter_context(open_run(tracker, f"sensitivity-{study_name}", _run_params(args, name),
-                                                         tags={"tempbench.kind": "sensitivity"}))
-            studies[name] = run_study(
-                name, make_trial_fn(args, parents[name].run_id), n_trials=_trials(args), grid=args.grid,
-                storage=args.storage, study_name=study_name, out_dir=out, seed=args.seed, epochs=args.epochs,
-                workers=args.workers, extra_space=LogUniformSpace("lr", *args.lr_range) if args.lr_range else None,
-                metric=args.metric)
-            summaries[name] = summarize_study(studies[name])
+            parents[name] = stack.enter_context(open_run(
+                tracker, f"sensitivity-{study_name}", _run_params(args, name, grids[name]),
+                tags={"tempbench.kind": "sensitivity"}))
+            studies[name], summaries[name] = _study(args, name, study_name, grids[name], parents[name].run_id)
             tracker.log_metrics(parents[name], {k: v for k, v in summaries[name].items()
                                                 if k in ("best", "median", "worst", "iqr", "gap") and v is not None})
         report = write_report(summaries, studies, out, command=command_line(args))
@@ -119,6 +166,19 @@ def run_sensitivity(args: argparse.Namespace) -> int:
             tracker.log_artifact(parent, out / "sensitivity.csv", artifact_dir="report")
     _print_result(args, summaries, report, ui_command(out) if not (args.no_tracking or args.tracking_uri) else None)
     return 0
+
+
+def _study(args: argparse.Namespace, name: str, study_name: str, grid_values: dict[str, list],
+           parent_run_id: str | None) -> tuple[Any, dict[str, Any]]:
+    """Run (or resume) one strategy's study, its trials nested under `parent_run_id`; (study, summary)."""
+    from tempbench.sensitivity import run_study
+    from tempbench.sensitivity_report import summarize_study
+
+    study = run_study(name, make_trial_fn(args, parent_run_id), n_trials=_trials(args), grid=args.grid,
+                      storage=args.storage, study_name=study_name, out_dir=output_dir(args), seed=args.seed,
+                      epochs=args.epochs, workers=args.workers, grid_values=grid_values, metric=args.metric,
+                      extra_space=LogUniformSpace("lr", *args.lr_range) if args.lr_range else None)
+    return study, summarize_study(study)
 
 
 def check_args(args: argparse.Namespace) -> list[str]:
@@ -137,7 +197,16 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise ValueError("--lr-range applies to the TPE search; a --grid study keeps the runner's learning rate")
     if args.lr_range and not 0 < args.lr_range[0] < args.lr_range[1]:
         raise ValueError(f"--lr-range needs 0 < LOW < HIGH, got {args.lr_range}")
+    _check_run_settings(args, names)
     return names
+
+
+def _check_run_settings(args: argparse.Namespace, names: list[str]) -> None:
+    """A --set key or value the runner would refuse fails here, before any study is created."""
+    from tempbench.config import make_run_config
+
+    epochs = {"epochs": args.epochs} if args.epochs is not None else {}
+    make_run_config(**run_settings(args), **epochs, strategy=names[0], dataset=args.dataset, seed=args.seed)
 
 
 def output_dir(args: argparse.Namespace) -> Path:
@@ -160,6 +229,8 @@ def command_line(args: argparse.Namespace) -> str:
             parts += [f"--{option.replace('_', '-')}", redact(str(value))]
     parts += ["--grid"] * args.grid + ["--no-tracking"] * args.no_tracking
     parts += ["--lr-range", *map(str, args.lr_range)] if args.lr_range else []
+    parts += [part for item in args.grid_values for part in ("--grid-values", item)]
+    parts += [part for item in args.set for part in ("--set", item)]
     return shlex.join(parts)
 
 
@@ -172,10 +243,11 @@ def _trials(args: argparse.Namespace) -> int | None:
     return args.trials if args.trials is not None or args.grid else DEFAULT_TRIALS
 
 
-def _run_params(args: argparse.Namespace, strategy: str) -> dict[str, Any]:
+def _run_params(args: argparse.Namespace, strategy: str, grid_values: dict[str, list]) -> dict[str, Any]:
     return {"strategy": strategy, "dataset": args.dataset, "trials": _trials(args), "grid": args.grid,
             "epochs": args.epochs, "seed": args.seed, "workers": args.workers, "metric": args.metric,
-            "storage": redact(args.storage) if args.storage else "default"}
+            "storage": redact(args.storage) if args.storage else "default", "run": run_settings(args),
+            "grid_values": grid_values}
 
 
 def _slug(text: str) -> str:
@@ -210,6 +282,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, help="training epochs per trial (default: the runner's)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every trial, and the sampler's")
     p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the trial budget")
+    p.add_argument("--grid-values", action="append", default=[], metavar="[STRATEGY.]PARAM=V1,V2",
+                   help="with --grid: replace one grid parameter's values (a reduced grid); repeatable")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a run setting shared by every trial (batch_size, encoder, lr, ...), as in `tempbench train`")
     p.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="also search the learning rate, log-uniformly (TPE only)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help=f"result metric to maximise (default {DEFAULT_METRIC})")

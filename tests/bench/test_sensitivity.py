@@ -15,16 +15,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tempbench.sensitivity import (
-    WORKER_ATTR,
-    Reporter,
-    open_storage,
-    rank_strategies,
-    resolve_storage,
-    run_study,
-    summarize_study,
-    write_report,
-)
+from tempbench.sensitivity import WORKER_ATTR, Reporter, open_storage, resolve_storage, run_study
+from tempbench.sensitivity_report import rank_strategies, summarize_study, write_report
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")
 
@@ -217,8 +209,8 @@ def fake_runner() -> types.ModuleType:
     def build_config(*, strategy, dataset, epochs, seed, overrides):
         return {"strategy": strategy, "dataset": dataset, "epochs": epochs, "seed": seed, **overrides}
 
-    def train(config, *, tracker, on_epoch):
-        run = tracker.start_run(f"{config['strategy']}-trial", config)
+    def train(config, *, tracker, tracker_parent, on_epoch):
+        run = tracker.start_run(f"{config['strategy']}-trial", config, parent=tracker_parent)
         acc = 0.9 - abs(math.log(config["strategy_params"]["tau"] / 0.2)) / 10
         for epoch in range(config["epochs"]):
             tracker.log_metrics(run, {"knn_monitor": acc * (epoch + 1) / config["epochs"]}, step=epoch)
@@ -228,6 +220,16 @@ def fake_runner() -> types.ModuleType:
 
     runner.build_config, runner.train = build_config, train
     return runner
+
+
+def use_fake_runner(monkeypatch) -> None:
+    """Swap in the fake for `from tempbench import runner`, which reads the package attribute once the real runner
+    was imported (by another test module), and sys.modules before."""
+    import tempbench
+
+    fake = fake_runner()
+    monkeypatch.setitem(sys.modules, "tempbench.runner", fake)
+    monkeypatch.setattr(tempbench, "runner", fake, raising=False)
 
 
 def run_cli(argv: list[str]) -> int:
@@ -244,7 +246,7 @@ def test_cli_runs_studies_nested_in_mlflow_and_prints_json(tmp_path, monkeypatch
 
     from tempbench.tracking import PARENT_RUN_TAG, local_store_uri
 
-    monkeypatch.setitem(sys.modules, "tempbench.runner", fake_runner())
+    use_fake_runner(monkeypatch)
     out = tmp_path / "out"
     assert run_cli(["--strategy", "fixed,sogclr", "--dataset", "sklearn:digits", "--trials", "3", "--epochs", "2",
                     "--out", str(out), "--json"]) == 0
@@ -264,7 +266,7 @@ def test_cli_runs_studies_nested_in_mlflow_and_prints_json(tmp_path, monkeypatch
 
 
 def test_cli_rejects_bad_options_before_work(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tempbench.runner", fake_runner())
+    use_fake_runner(monkeypatch)
     base = ["--dataset", "sklearn:digits", "--out", str(tmp_path), "--no-tracking"]
     with pytest.raises(ValueError, match="registered strategies"):
         run_cli(["--strategy", "fixed,nope", *base])
