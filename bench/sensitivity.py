@@ -21,9 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import pickle
-import socket
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,11 +29,19 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tempbench.study_storage import (  # storage names are re-exported: callers import them from here
+    WORKER_ATTR,
+    fail_dead_trials,
+    lock_path,
+    open_storage,
+    resolve_storage,
+    worker_id,
+)
+
 log = logging.getLogger(__name__)
 
 TrialFn = Callable[[str, dict, "Reporter"], "float | dict[str, Any]"]
 HPARAMS_ATTR = "tempbench.hparams"  # trial user attr: {"strategy": {...}, "optim": {...}} as given to the trial_fn
-WORKER_ATTR = "tempbench.worker"  # trial user attr: "host:pid" of the process running it (finds killed workers)
 GRID_ATTR = "tempbench.grid"  # study user attr: the grid a --grid study evaluates (None for TPE), checked on resume
 
 
@@ -113,45 +119,17 @@ def run_study(strategy: str, trial_fn: TrialFn, *, n_trials: int | None, grid: b
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = resolve_storage(storage, out_dir, workers)
     job = _StudyJob(strategy, trial_fn, spec, study_name or f"{strategy}-custom", n_trials, full_grid, seed, epochs,
-                    direction, str(_lock_path(spec, out_dir)), None if grid else extra_space, pruner)
+                    direction, str(lock_path(spec, out_dir)), None if grid else extra_space, pruner)
     if workers > 1:
         _check_picklable(job)
     study = _open_study(job, metric)
-    _fail_dead_trials(study)
+    fail_dead_trials(study)
     job.n_existing = len(study.trials)
     if workers == 1:
         _work(job, 0)
     else:
         _work_in_processes(job, workers)
     return _load_study(job, worker=0)
-
-
-def resolve_storage(storage: str | None, out_dir: Path, workers: int = 1) -> str:
-    """The storage spec: an RDB URL or `journal:PATH`. Raises ValueError for something that is neither."""
-    if storage is None:
-        if workers > 1:  # SQLite locks up under several writers; the journal file is made for that
-            return f"journal:{(out_dir / 'optuna-journal.log').resolve()}"
-        return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
-    if storage.startswith("journal:") or (storage.endswith(".log") and "://" not in storage):
-        return f"journal:{Path(storage.removeprefix('journal:')).resolve()}"
-    if "://" not in storage:
-        raise ValueError(f"bad Optuna storage {storage!r}: expected an RDB URL (sqlite:///PATH, "
-                         "postgresql://USER@HOST/DB, mysql://...) or journal:PATH")
-    return storage
-
-
-def open_storage(spec: str) -> Any:
-    """The Optuna storage for `spec`; any failure to open it becomes a ValueError saying what was tried."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    try:
-        if spec.startswith("journal:"):
-            return optuna.storages.JournalStorage(JournalFileBackend(spec.removeprefix("journal:")))
-        return optuna.storages.RDBStorage(spec)
-    except Exception as exc:
-        raise ValueError(f"cannot open Optuna storage {spec!r}: {type(exc).__name__}: {exc}. Expected an RDB URL "
-                         "(sqlite:///PATH, postgresql://USER@HOST/DB) with its driver, or journal:PATH") from exc
 
 
 def _build_grid(cls: Any, strategy: str, epochs: int | None, extra_grid: dict[str, list] | None,
@@ -181,15 +159,6 @@ def _trial_budget(n_trials: int | None, grid: dict | None) -> int:
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     return min(n_trials, size) if size is not None else n_trials
-
-
-def _lock_path(spec: str, out_dir: Path) -> Path:
-    """One lock per storage file, so every local process sharing it serialises its trial reservations."""
-    if spec.startswith("journal:"):
-        return Path(spec.removeprefix("journal:") + ".budget")
-    if spec.startswith("sqlite:///"):
-        return Path(spec.removeprefix("sqlite:///") + ".budget")
-    return out_dir / "optuna-budget"  # a remote RDB: guards this machine; other machines are caught in _reserve
 
 
 def _open_study(job: _StudyJob, metric: str) -> Any:
@@ -294,7 +263,7 @@ def _reserve_trial(study: Any, n_trials: int, lock: Any) -> Any:
         if len(study.get_trials(deepcopy=False, states=counted)) >= n_trials:
             return None
         trial = study.ask()
-        trial.set_user_attr(WORKER_ATTR, _worker_id())
+        trial.set_user_attr(WORKER_ATTR, worker_id())
     finally:
         lock.release()
     # Workers on other machines do not share the lock: the later of two racing trials backs out.
@@ -354,31 +323,3 @@ def _split_result(result: float | dict[str, Any]) -> tuple[float, dict[str, Any]
     scalars = (int, float, str, bool, type(None))
     metrics = {k: v for k, v in result.items() if k != "objective" and isinstance(v, scalars)}
     return float(result["objective"]), metrics
-
-
-def _fail_dead_trials(study: Any) -> None:
-    """Mark FAIL the RUNNING trials whose worker ran on this host and is gone (killed), so a resume re-runs them."""
-    from optuna.trial import TrialState
-
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.user_attrs.get(WORKER_ATTR, "")
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-            log.warning("%s trial %d was left RUNNING by a dead worker (%s); marking it FAIL",
-                        study.study_name, trial.number, owner)
-            study.tell(trial.number, state=TrialState.FAIL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
