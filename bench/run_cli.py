@@ -24,6 +24,17 @@ def make_tracker(args: argparse.Namespace, out: Path) -> Any:
     return create_tracker(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, out_dir=out)
 
 
+def tracking_hint(args: argparse.Namespace, out: Path) -> str:
+    """Where the MLflow runs went, as a line to print (empty with --no-tracking)."""
+    from tempbench.tracking import ui_command
+
+    if args.no_tracking:
+        return ""
+    if args.tracking_uri:
+        return f"MLflow runs: {args.tracking_uri}"
+    return f"MLflow runs: {ui_command(out)}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tempbench.config import make_run_config, parse_assignments
     from tempbench.results import append_row
@@ -45,6 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(format_row(row))
         print(f"row appended to {out / 'runs.csv'} (run {run_id(config)})")
+        if hint := tracking_hint(args, out):
+            print(hint)
     return 0
 
 
@@ -81,6 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(print_leaderboard(out), end="")
     print(f"\n{len(configs)} runs in {time.perf_counter() - start:.1f} s; rows: {out / 'runs.csv'}; "
           f"leaderboard: {out / 'leaderboard.md'}", file=sys.stderr)
+    if hint := tracking_hint(args, out):
+        print(hint, file=sys.stderr)
     return 0
 
 

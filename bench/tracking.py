@@ -15,6 +15,7 @@ Tracking never raises into training: the first failure (server down, bad URI, lo
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import shlex
@@ -117,6 +118,9 @@ class MlflowTracker:
     def _connect(self, experiment: str, artifact_location: str | None) -> None:
         from mlflow import MlflowClient
 
+        # store creation logs schema migrations at INFO on every new folder: noise in a benchmark's output
+        for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         client = MlflowClient(self.tracking_uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
