@@ -139,14 +139,16 @@ def train(config: RunConfig, *, out_dir: Path | None = None, resume: Path | None
     from tempbench.report import build_row, evaluate_run
 
     tracker = tracker or NullTracker()
+    name = run_id(config)
     t0 = time.perf_counter()
     setup = build_setup(config)
     time_data = time.perf_counter() - t0
     clock = Clock()
-    ckpt_path = out_dir / "checkpoints" / f"{run_id(config)}.pt" if out_dir is not None else None
+    ckpt_path = out_dir / "checkpoints" / f"{name}.pt" if out_dir is not None else None
     if resume is not None:
         clock = restore(setup, Path(resume))
-    handle = tracker.start_run(run_id(config), flat_config(config, setup), parent=tracker_parent)
+    resolved = flat_config(config, setup)
+    handle = tracker.start_run(name, resolved, parent=tracker_parent)
     try:
         t1 = time.perf_counter()
         run_epochs(setup, clock, ckpt_path, tracker, handle, on_epoch)
@@ -154,10 +156,10 @@ def train(config: RunConfig, *, out_dir: Path | None = None, resume: Path | None
         t2 = time.perf_counter()
         metrics, tau_report = evaluate_run(setup)
         time_eval = time.perf_counter() - t2
-        row = build_row(setup, clock, metrics, tau_report, run_id(config),
+        row = build_row(setup, clock, metrics, tau_report, name,
                         {"time_data_s": time_data, "time_train_s": time_train, "time_eval_s": time_eval})
         tracker.log_metrics(handle, {k: v for k, v in row.items() if isinstance(v, float) and math.isfinite(v)})
-        log_run_artifacts(tracker, handle, flat_config(config, setup), tau_report, out_dir, run_id(config))
+        log_run_artifacts(tracker, handle, resolved, tau_report, out_dir, name)
         tracker.end_run(handle)
     except BaseException:
         tracker.end_run(handle, status="FAILED")
