@@ -6,13 +6,14 @@ the global RNG states is all a resumed run needs to continue exactly as an unint
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from tempbench.atomic import write_atomic
 
 
 def rng_states() -> dict[str, Any]:
@@ -32,11 +33,8 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, **parts: Any) -> Path:
     """torch.save `parts` (state dicts, clock, config) to `path` via a temp file + rename: never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({**parts, "rng": rng_states()}, tmp)
-    os.replace(tmp, path)
-    return path
+    state = {**parts, "rng": rng_states()}
+    return write_atomic(path, lambda fh: torch.save(state, fh), text=False)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

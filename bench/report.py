@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,9 @@ class TauReport:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    from tempbench.atomic import write_atomic
+
+    return write_atomic(path, lambda fh: frame.to_csv(fh, index=False))
 
 
 def evaluate_run(setup: Any) -> tuple[dict[str, float], TauReport | None]:

@@ -14,14 +14,15 @@ import json
 import math
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from tempbench.atomic import write_atomic  # re-exported
 
 KEY_COLUMNS = ("strategy", "dataset", "seed")
 METRICS = ("knn200_top1", "linear_top1", "linear_few", "linear_tail")  # aggregated and paired against the baseline
@@ -80,24 +81,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value)
     return str(value)
-
-
-def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], text: bool = True) -> Path:
-    """Call write(fh) on a temporary file next to `path`, fsync it, then os.replace it onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w" if text else "wb", **({"newline": "", "encoding": "utf-8"} if text else {})) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @contextlib.contextmanager

@@ -15,12 +15,11 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tempbench.atomic import write_atomic
 from tempbench.sensitivity import GRID_ATTR, HPARAMS_ATTR
 
 log = logging.getLogger(__name__)
@@ -240,7 +239,4 @@ def _fmt(value: Any) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to `path`, then rename over it: readers never see half a file."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
+    write_atomic(path, lambda fh: fh.write(data), text=False)

@@ -4,7 +4,6 @@ intervals, and curves against class frequency. pyplot is imported inside the fun
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,19 +61,10 @@ def save_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path
 
 
 def save_figure_atomic(fig: Any, path: str | os.PathLike[str]) -> Path:
-    """fig.savefig as PNG into a temporary file in the target folder, then os.replace onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """fig.savefig as PNG, written atomically onto `path`."""
+    from tempbench.atomic import write_atomic
+
+    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120), text=False)
 
 
 def pyplot_agg() -> Any:
