@@ -1,8 +1,14 @@
-"""Run configuration and suites.
+"""Run configuration, resolved once.
 
-`RunConfig` is one training run, strict: an unknown key or a value of the wrong type is an error naming the valid
-keys. A suite (TOML, shipped in `bench/suites/` or any path) is a grid of runs: datasets × strategies × seeds with
-shared `[run]` settings and per-strategy hyperparameters.
+A `RunConfig` is one training run, frozen and fully resolved: the strategy's hyperparameters checked against its own
+config with every default filled in, the dataset's long-tail factor and image size taken from its card. Whatever
+the source — a suite file, command-line flags and `--set key=value`, an Optuna trial, a benchmark — it goes through
+`resolve_run_config` before any data loads, and `RunConfig.hash` is taken over those resolved values, so one
+experiment has one hash however it was spelled.
+
+A suite (TOML, shipped in `bench/suites/` or any path) is a grid of runs: datasets × strategies × seeds with shared
+`[run]` settings and per-strategy `[hyperparameters.NAME]` tables; `load_suite` resolves every run of it up front,
+so a typo fails before the first run trains.
 """
 
 from __future__ import annotations
@@ -10,110 +16,189 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tempbench.datasets import get_card, list_cards
+from tempbench.strategies import get_strategy_class, list_strategies, reserve_hyperparameter_names
+from tempbench.text import did_you_mean
 
-@dataclass
+
+@dataclass(frozen=True)
 class RunConfig:
     """One training run. Learning rates are per 256 examples and scale linearly with the batch size (SimCLR)."""
 
     strategy: str = "isogclr"
-    strategy_params: dict[str, Any] = field(default_factory=dict)  # keyword hyperparameters of the strategy
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # the strategy's, resolved (defaults filled in)
     dataset: str = "digits-lt"  # a card name or a source string (imagefolder:PATH, idx:PATH, hf:NAME, ...)
-    long_tail: float | None = None  # imbalance factor r in (0, 1]; None: as the card says
-    image_size: int | None = None  # None: as the card says
+    long_tail: float = 1.0  # imbalance factor r in (0, 1] of the training split; 1 = balanced
+    subset_seed: int = 0  # which images the long-tail cut keeps: one subset across run seeds (the LDAM-DRW convention)
+    image_size: int | None = None  # side of the images a run sees; None = the source's own (no card)
     encoder: str = "small_cnn"  # small_cnn | resnet18 | resnet50
     projector_hidden: int = 256
     projector_out: int = 128
     epochs: int = 20
-    batch_size: int = 256
+    batch_size: int = 256  # the global batch
     optimizer: str = "sgd"  # sgd | lars | adamw
     lr: float = 0.3  # per 256 examples
     weight_decay: float = 5e-4
     momentum: float = 0.9
     warmup_epochs: float = 1.0
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    monitor_fraction: float = 0.1  # training images held out (stratified) for the per-epoch kNN monitor
-    monitor_every: int = 1  # epochs between kNN monitor evaluations; 0 = never
+    seed: int = 0  # initialisation, data order and augmentation
+    val_fraction: float = 0.0  # training images held out (stratified) for validation metrics; 0 = all train
+    monitor_every: int = 0  # epochs between validation kNN monitors (needs val_fraction > 0); 0 = never
     checkpoint_every: int = 0  # epochs between checkpoints; the last epoch is always saved when an out dir is given
     log_every: int = 10  # steps between host syncs (progress, NaN check)
-    eval_backend: str = "auto"  # kNN backend: auto | faiss | torch
-    progress: bool = True  # tqdm progress bar
+    eval_backend: str = "auto"  # kNN backend: auto | faiss | torch (identical results)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    progress: bool = True  # progress bars
     compile: bool = False  # torch.compile the encoder (nn.Module.compile, in place); same model, another kernel path
 
     def __post_init__(self) -> None:
         check_types(self)
-        positive = ("epochs", "batch_size", "projector_hidden", "projector_out", "log_every")
-        for name in positive:
+        for name in ("epochs", "batch_size", "projector_hidden", "projector_out", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("monitor_every", "checkpoint_every", "subset_seed", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("lr must be > 0, weight_decay >= 0 and warmup_epochs >= 0")
-        if not 0.0 <= self.monitor_fraction < 0.5:
-            raise ValueError(f"monitor_fraction must be in [0, 0.5), got {self.monitor_fraction!r}")
-        if self.long_tail is not None and not 0.0 < self.long_tail <= 1.0:
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
+        if self.monitor_every and not self.val_fraction:
+            raise ValueError("monitor_every needs a validation slice to monitor: set val_fraction > 0 as well")
+        if not 0.0 < self.long_tail <= 1.0:
             raise ValueError(f"long_tail (imbalance factor) must be in (0, 1], got {self.long_tail!r}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {self.image_size!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Hash of everything that defines the experiment except the seed and where it runs (groups seeds)."""
-        data = dataclasses.asdict(self)
-        for key in ("seed", "device", "progress", "log_every", "checkpoint_every", "compile"):
-            data.pop(key)
+        """Hash of the resolved experiment, leaving out the seed and how it runs (so seeds of one configuration
+        share it): the key that groups rows into one leaderboard cell."""
+        data = {k: v for k, v in self.to_dict().items() if k not in UNHASHED}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+# How a run executes, not what it computes: left out of the hash (eval backends give identical results).
+EXECUTION_SETTINGS = ("device", "progress", "log_every", "checkpoint_every", "compile", "eval_backend")
+UNHASHED = ("seed", *EXECUTION_SETTINGS)
+# Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels.
+NOT_SETTINGS = ("strategy", "hyperparameters")
+
+
+def run_setting_names() -> list[str]:
+    """The keys `--set` and a suite's [run] table accept."""
+    return [f.name for f in dataclasses.fields(RunConfig) if f.name not in NOT_SETTINGS]
+
+
+# A strategy hyperparameter named like a run setting could not be routed by `--set`: refused at registration.
+reserve_hyperparameter_names([*run_setting_names(), *NOT_SETTINGS], owner="a run setting")
+
+
 def check_types(config: Any) -> None:
-    """Raise ValueError when a dataclass field holds a value of the wrong type (ints are accepted for floats)."""
+    """Raise ValueError when a dataclass field holds a value of the wrong type (ints are accepted for floats) or a
+    non-finite float."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        hint = hints[f.name]
-        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        allowed = tuple(typing.get_origin(t) or t for t in (typing.get_args(hint) if is_union else (hint,)))
+        allowed = _allowed_types(hints[f.name])
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-            setattr(config, f.name, float(value))
+            value = float(value)
+            object.__setattr__(config, f.name, value)
+        if value is None and type(None) in allowed:
             continue
-        if type(None) in allowed and value is None:
-            continue
-        if isinstance(value, bool) and bool not in allowed:
-            ok = False
-        else:
-            ok = isinstance(value, tuple(t for t in allowed if isinstance(t, type)))
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
         if not ok:
             names = "/".join(getattr(t, "__name__", str(t)) for t in allowed)
             raise ValueError(f"{f.name} must be {names}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value!r}")
 
 
-def run_config_keys() -> list[str]:
-    return [f.name for f in dataclasses.fields(RunConfig)]
+def _allowed_types(hint: Any) -> tuple[type, ...]:
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    members = typing.get_args(hint) if is_union else (hint,)
+    return tuple(t for t in (typing.get_origin(m) or m for m in members) if isinstance(t, type))
 
 
-def make_run_config(**values: Any) -> RunConfig:
-    """RunConfig from keyword values; an unknown key is an error naming the valid ones."""
-    unknown = sorted(set(values) - set(run_config_keys()))
-    if unknown:
-        raise ValueError(f"unknown run setting(s) {unknown}; valid: {run_config_keys()}")
-    return RunConfig(**values)
+# ---- resolution ---------------------------------------------------------------------------------------------------
+def resolve_run_config(strategy: str, dataset: str, *, settings: Mapping[str, Any] | None = None,
+                       hyperparameters: Mapping[str, Any] | None = None) -> RunConfig:
+    """The one way to a RunConfig: run `settings` checked by name and type, the strategy's `hyperparameters`
+    checked against its config with defaults (and presets) filled in, the dataset's long-tail factor and image size
+    resolved from its card. Unknown names raise ValueError naming the valid ones."""
+    settings = dict(settings or {})
+    check_names(settings, run_setting_names(), "run setting")
+    resolved = get_strategy_class(strategy).resolve_hyperparameters(**dict(hyperparameters or {}))
+    long_tail, image_size = dataset_defaults(dataset)
+    values = {**settings, "long_tail": settings.get("long_tail") or long_tail,
+              "image_size": settings.get("image_size") or image_size}
+    return RunConfig(strategy=strategy, dataset=dataset, hyperparameters=_jsonable(resolved), **values)
 
 
-def parse_assignments(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split `key=value` strings into (run settings, strategy hyperparameters); values are JSON/TOML literals
-    (`0.3`, `true`, `[[0, 0.5], [10, 0.1]]`, `null`) or plain strings. Run-setting names take precedence."""
-    run, strategy = {}, {}
+def dataset_defaults(dataset: str) -> tuple[float, int | None]:
+    """(imbalance factor, image size) a dataset trains with unless told otherwise: its card's, else (1.0, None)."""
+    if ":" in dataset or dataset not in list_cards():
+        return 1.0, None  # a source string: balanced, images at the source's own size (errors come at load)
+    card = get_card(dataset)
+    return float(card.long_tail["imbalance_factor"]) if card.long_tail else 1.0, card.image_size
+
+
+def check_names(values: Mapping[str, Any], valid: Sequence[str], kind: str, also: str = "") -> None:
+    """ValueError for the first unknown key, with a did-you-mean and the valid names (plus `also`, a hint)."""
+    for key in values:
+        if key not in valid:
+            raise ValueError(f"unknown {kind} {key!r}{did_you_mean(key, valid)}; valid: {', '.join(valid)}{also}")
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Tuples as lists, so a config read back from JSON (a checkpoint, a row) compares equal."""
+    return json.loads(json.dumps(dict(values)))
+
+
+def split_assignments(items: Sequence[str], strategy: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`--set key=value` strings -> (run settings, strategy hyperparameters). Values are JSON/TOML literals
+    (`0.3`, `true`, `[[0, 0.5], [10, 0.1]]`, `null`) or plain strings. No name is both (see the registry), so the
+    routing is unambiguous; a key that is neither is an error listing both kinds."""
+    hp_names = get_strategy_class(strategy).accepted_hyperparameters()
+    settings, hyperparameters = {}, {}
     for item in items:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        value = parse_literal(raw)
-        (run if key in run_config_keys() else strategy)[key.strip()] = value
-    return run, strategy
+        target = settings if key in run_setting_names() else hyperparameters if key in hp_names else None
+        if target is None:
+            names = [*run_setting_names(), *hp_names]
+            raise ValueError(f"--set {key}: not a run setting nor a hyperparameter of {strategy!r}"
+                             f"{did_you_mean(key, names)}. Run settings: {', '.join(run_setting_names())}. "
+                             f"{strategy} hyperparameters: {', '.join(hp_names) or 'none'}")
+        target[key] = parse_literal(raw)
+    return settings, hyperparameters
+
+
+def merge_flags(settings: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
+    """`settings` plus the command-line `flags` that were given (not None); a flag that disagrees with `--set` is an
+    error (the same rule in every command)."""
+    out = dict(settings)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in out and out[key] != value:
+            raise ValueError(f"--{key.replace('_', '-')} {value} and --set {key}={out[key]} disagree; give one")
+        out[key] = value
+    return out
 
 
 def parse_literal(raw: str) -> Any:
@@ -126,26 +211,28 @@ def parse_literal(raw: str) -> Any:
             return raw
 
 
-@dataclass
+# ---- suites ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
 class Suite:
-    """A sweep: every strategy × dataset × seed, each a `RunConfig` built from `run` plus per-strategy parameters."""
+    """A sweep: every strategy × dataset × seed, each a resolved `RunConfig`."""
 
     name: str
     description: str
-    datasets: list[str]
-    strategies: list[str]
-    seeds: int
-    run: dict[str, Any]
-    strategy_params: dict[str, dict[str, Any]]
+    datasets: tuple[str, ...]
+    strategies: tuple[str, ...]
+    seeds: tuple[int, ...]
+    run: Mapping[str, Any]
+    hyperparameters: Mapping[str, Mapping[str, Any]]
+    text: str = ""  # the TOML it was read from (tracked with the sweep)
 
-    def configs(self, seeds: int | None = None, **overrides: Any) -> list[RunConfig]:
-        n = seeds if seeds is not None else self.seeds
-        return [make_run_config(**{**self.run, **overrides, "strategy": s, "dataset": d, "seed": seed,
-                                   "strategy_params": dict(self.strategy_params.get(s, {}))})
-                for seed in range(n) for d in self.datasets for s in self.strategies]
+    def configs(self, seeds: Sequence[int] | None = None, **settings: Any) -> list[RunConfig]:
+        """Every run, resolved; `settings` override the suite's [run] table."""
+        return [resolve_run_config(s, d, settings={**self.run, **settings, "seed": seed},
+                                   hyperparameters=self.hyperparameters.get(s, {}))
+                for seed in (self.seeds if seeds is None else seeds) for d in self.datasets for s in self.strategies]
 
 
-SUITE_KEYS = {"name", "description", "datasets", "strategies", "seeds", "run", "strategy_params"}
+SUITE_KEYS = ("name", "description", "datasets", "strategies", "seeds", "run", "hyperparameters")
 
 
 def list_suites() -> list[str]:
@@ -154,7 +241,8 @@ def list_suites() -> list[str]:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    """A shipped suite by name (`quick`, `cifar10-lt-cpu`, ...) or a TOML file by path."""
+    """A shipped suite by name (`quick`, `cifar10-lt-cpu`, ...) or a TOML file by path, with every run resolved
+    (unknown keys, strategies, hyperparameters and bad values fail here, before anything trains)."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
@@ -163,24 +251,23 @@ def load_suite(name_or_path: str) -> Suite:
     elif name_or_path in list_suites():
         text = resources.files("tempbench").joinpath("suites", f"{name_or_path}.toml").read_text()
     else:
-        raise ValueError(f"unknown suite {name_or_path!r}; shipped suites: {', '.join(list_suites())} (or a path)")
-    data = tomllib.loads(text)
-    unknown = sorted(set(data) - SUITE_KEYS)
-    if unknown:
-        raise ValueError(f"unknown suite key(s) {unknown}; valid: {sorted(SUITE_KEYS)}")
-    return build_suite(data, default_name=path.stem)
+        raise ValueError(f"unknown suite {name_or_path!r}{did_you_mean(name_or_path, list_suites())}; shipped "
+                         f"suites: {', '.join(list_suites())} (or a path to a .toml file)")
+    suite = build_suite(tomllib.loads(text), default_name=path.stem, text=text)
+    suite.configs()  # resolves every run now: a typo in any of them fails before the first trains
+    return suite
 
 
-def build_suite(data: dict[str, Any], default_name: str) -> Suite:
-    from tempbench.strategies import get_strategy_class, list_strategies
-
+def build_suite(data: dict[str, Any], default_name: str, text: str = "") -> Suite:
+    check_names(data, SUITE_KEYS, "suite key")
     strategies = data.get("strategies", "all")
-    strategies = list_strategies() if strategies == "all" else list(strategies)
+    strategies = list_strategies(pairing="views") if strategies == "all" else list(strategies)
     for s in strategies:
         get_strategy_class(s)  # unknown names fail now, listing the valid ones
-    suite = Suite(name=data.get("name", default_name), description=data.get("description", ""),
-                  datasets=list(data.get("datasets", ["digits", "digits-lt"])), strategies=strategies,
-                  seeds=int(data.get("seeds", 1)), run=dict(data.get("run", {})),
-                  strategy_params={k: dict(v) for k, v in data.get("strategy_params", {}).items()})
-    suite.configs(seeds=1)  # validates the run settings before any work starts
-    return suite
+    hyperparameters = {k: dict(v) for k, v in data.get("hyperparameters", {}).items()}
+    check_names(hyperparameters, strategies, "strategy in [hyperparameters]")
+    seeds = data.get("seeds", 1)
+    return Suite(name=data.get("name", default_name), description=data.get("description", ""),
+                 datasets=tuple(data.get("datasets", ["digits", "digits-lt"])), strategies=tuple(strategies),
+                 seeds=tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds), run=dict(data.get("run", {})),
+                 hyperparameters=hyperparameters, text=text)

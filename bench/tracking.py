@@ -7,6 +7,10 @@
             tracker.log_artifact(run, "tau.csv", artifact_dir="tau")
     print(ui_command(out))
 
+A run started with a `key` is reused when a run with that key exists (a rerun or resumed sweep adds no second
+parent). Names: per-epoch curves are `train/...` at step = epoch (1-based), final metrics `test/...` and `val/...`
+(tempbench.eval's metric names), other numbers of the result row `run/...`, so nothing collides.
+
 Tracking never raises into training: the first failure (server down, bad URI, locked database) warns once with a
 `TrackingWarning` and turns that tracker into a no-op for the rest of the run. mlflow is imported only inside
 `MlflowTracker`, so the training path imports without it.
@@ -31,6 +35,7 @@ T = TypeVar("T")
 
 PARAM_VALUE_LIMIT = 6000  # characters; mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in MLflow 3
 PARENT_RUN_TAG = "mlflow.parentRunId"  # how MLflow marks a nested run
+KEY_TAG = "tempbench.key"  # identifies a run that a rerun should reuse (a sweep's or a study's parent)
 _REMOTE_SCHEMES = ("http://", "https://", "databricks")
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # MLflow accepts these characters in param and metric names
 
@@ -51,7 +56,7 @@ class Tracker(Protocol):
     """What the runner and the sweeps log through."""
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
-                  tags: Mapping[str, str] | None = None) -> RunHandle: ...
+                  tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle: ...
 
     def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None: ...
 
@@ -64,7 +69,7 @@ class NullTracker:
     """Records nothing and writes no files (tracking off)."""
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
-                  tags: Mapping[str, str] | None = None) -> RunHandle:
+                  tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
         return RunHandle(name)
 
     def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -98,8 +103,8 @@ class MlflowTracker:
         self._guarded(lambda: self._connect(experiment, artifact_location))
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
-                  tags: Mapping[str, str] | None = None) -> RunHandle:
-        run_id = self._guarded(lambda: self._create_run(name, params, parent, tags))
+                  tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
+        run_id = self._guarded(lambda: self._reopen(key) or self._create_run(name, params, parent, tags, key))
         return RunHandle(name, run_id)
 
     def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -129,11 +134,24 @@ class MlflowTracker:
             self._experiment_id = found.experiment_id
         self._client = client
 
+    def _reopen(self, key: str | None) -> str | None:
+        """The id of this experiment's run tagged with `key`, set RUNNING again; None when there is none."""
+        if key is None:
+            return None
+        found = self._client.search_runs([self._experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
+                                         max_results=1)
+        if not found:
+            return None
+        self._client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+
     def _create_run(self, name: str, params: Mapping[str, Any], parent: RunHandle | None,
-                    tags: Mapping[str, str] | None) -> str:
+                    tags: Mapping[str, str] | None, key: str | None) -> str:
         from mlflow.entities import Param
 
         all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if key is not None:
+            all_tags[KEY_TAG] = key
         if parent is not None and parent.run_id is not None:
             all_tags[PARENT_RUN_TAG] = parent.run_id
         run_id = self._client.create_run(self._experiment_id, run_name=name, tags=all_tags).info.run_id
@@ -168,14 +186,18 @@ class NestedTracker:
     """A view of `tracker` whose runs are nested under `parent` and carry `tags` unless told otherwise, so code that
     starts its own run (the runner, one sweep trial) lands under the sweep's parent run without knowing about it."""
 
-    def __init__(self, tracker: Tracker, parent: RunHandle | None, tags: Mapping[str, str] | None = None) -> None:
+    def __init__(self, tracker: Tracker, parent: RunHandle | None, tags: Mapping[str, str] | None = None,
+                 name_prefix: str = "") -> None:
         self.tracker = tracker
         self.parent = parent
         self.tags = dict(tags or {})
+        self.name_prefix = name_prefix
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
-                  tags: Mapping[str, str] | None = None) -> RunHandle:
-        return self.tracker.start_run(name, params, parent=parent or self.parent, tags={**self.tags, **(tags or {})})
+                  tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
+        name = f"{self.name_prefix}{name}" if self.name_prefix else name
+        return self.tracker.start_run(name, params, parent=parent or self.parent, tags={**self.tags, **(tags or {})},
+                                      key=key)
 
     def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
         self.tracker.log_metrics(run, metrics, step)
@@ -189,9 +211,10 @@ class NestedTracker:
 
 @contextmanager
 def open_run(tracker: Tracker, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
-             tags: Mapping[str, str] | None = None) -> Iterator[RunHandle]:
-    """Start a run and end it on exit: FINISHED, FAILED on an exception, KILLED on Ctrl-C."""
-    run = tracker.start_run(name, params, parent=parent, tags=tags)
+             tags: Mapping[str, str] | None = None, key: str | None = None) -> Iterator[RunHandle]:
+    """Start (or, with a `key`, reopen) a run and end it on exit: FINISHED, FAILED on an exception, KILLED on
+    Ctrl-C."""
+    run = tracker.start_run(name, params, parent=parent, tags=tags, key=key)
     try:
         yield run
     except KeyboardInterrupt:
@@ -228,7 +251,8 @@ def ui_command(out_dir: Path) -> str:
 
 
 def flatten_params(params: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
-    """Nested dicts (and dataclasses) -> {"a.b.c": "value"}; values stringified and cut to MLflow's length limit."""
+    """Nested dicts (and dataclasses) -> {"a.b.c": "value"}; values stringified and cut to MLflow's length limit;
+    None values are left out (a param says what was used, and "None" says nothing)."""
     if dataclasses.is_dataclass(params) and not isinstance(params, type):
         params = dataclasses.asdict(params)
     flat: dict[str, str] = {}
@@ -236,7 +260,7 @@ def flatten_params(params: Mapping[str, Any] | Any, prefix: str = "") -> dict[st
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
             flat.update(flatten_params(value, prefix=f"{name}."))
-        else:
+        elif value is not None:
             flat[clean_key(name)] = _truncate(str(value))
     return flat
 

@@ -4,31 +4,37 @@
     ds = load_dataset("cifar10-lt", seed=0)               # a card, or any source string:
     ds = load_dataset("imagefolder:PATH", long_tail=0.01, image_size=32)
 
-Sources: sklearn:digits, torchvision:CIFAR10|CIFAR100, imagefolder:PATH, hf:NAME, idx:PATH (see `sources.py`).
+Sources: sklearn:digits, torchvision:CIFAR10|CIFAR100, imagefolder:PATH, hf:NAME, idx:PATH, one module each in
+`sources/`, registered like strategies (`register_source`, entry-point group `tempbench.sources`).
 """
 
 from .build import ImageDataset, load_dataset
 from .cards import Card, get_card, list_cards
+from .files import write_atomic
 from .locations import cache_dir, data_dirs
 from .long_tail import LongTailCut, class_groups, indices_hash, long_tail_indices, profile_counts
-from .sources import SOURCE_KINDS, load_source, parse_source
+from .sources import Source, get_source, list_sources, load_source, parse_source, register_source
 from .splits import RawSplits
 
 __all__ = [
-    "SOURCE_KINDS",
     "Card",
     "ImageDataset",
     "LongTailCut",
     "RawSplits",
+    "Source",
     "cache_dir",
     "class_groups",
     "data_dirs",
     "get_card",
+    "get_source",
     "indices_hash",
     "list_cards",
+    "list_sources",
     "load_dataset",
     "load_source",
     "long_tail_indices",
     "parse_source",
     "profile_counts",
+    "register_source",
+    "write_atomic",
 ]

@@ -5,6 +5,7 @@ Every argument is checked before any image is read; a card's local copies are tr
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from .cards import AUGMENT_RECIPES, Card, get_card, list_cards
 from .locations import find_local
 from .long_tail import check_long_tail, class_groups, long_tail_indices
-from .sources import SOURCE_KINDS, load_source, parse_source
+from .sources import list_sources, load_source, parse_source
 from .splits import RawSplits, to_channels, to_size
 
 
@@ -44,6 +45,9 @@ class ImageDataset:
     std: tuple[float, ...]
     augment: str
     image_size: int
+    # the source's whole training split when a long-tail cut was made (the full-shot probe trains on it), else None
+    uncut_train_images: torch.Tensor | None = None
+    uncut_train_labels: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -70,8 +74,9 @@ def load_dataset(spec: str, long_tail: float | None = None, image_size: int | No
     """Load a dataset card ("cifar10-lt") or a source string ("imagefolder:PATH", "hf:NAME?label=fine_label").
 
     long_tail: None = as the card says (no cut without a card); r in (0, 1] = that imbalance factor (1.0: balanced).
-    profile ("exp"/"step") and n_max refine the cut; seed picks each class's kept images. image_size and channels
-    default to the card's (else to the source's own). source_options go to the source loader (e.g. image=, label=).
+    profile ("exp"/"step") and n_max refine the cut; seed (a run's subset seed) picks each class's kept images.
+    image_size and channels default to the card's (else to the source's own).
+    source_options go to the source loader (e.g. image=, label=).
     """
     card = resolve_card(spec)
     lt = resolve_long_tail(card, long_tail, profile, n_max, seed)
@@ -85,6 +90,11 @@ def load_dataset(spec: str, long_tail: float | None = None, image_size: int | No
     return assemble(spec, card, raw, lt, size, chans, augment)
 
 
+def _hint(spec: str) -> str:
+    close = difflib.get_close_matches(spec, list_cards(), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def resolve_card(spec: str) -> Card | None:
     """The card named `spec`, None for a valid source string; anything else lists the cards and source kinds."""
     if not isinstance(spec, str) or not spec:
@@ -93,8 +103,8 @@ def resolve_card(spec: str) -> Card | None:
         parse_source(spec)
         return None
     if spec not in list_cards():
-        raise ValueError(f"unknown dataset card or source {spec!r}; cards: {', '.join(list_cards())}; source kinds: "
-                         f"{', '.join(k + ':...' for k in SOURCE_KINDS)}")
+        raise ValueError(f"unknown dataset card or source {spec!r}{_hint(spec)}; cards: {', '.join(list_cards())}; "
+                         f"source kinds: {', '.join(s.name + ':...' for s in list_sources())}")
     return get_card(spec)
 
 
@@ -129,10 +139,10 @@ def read_card_source(card: Card, options: dict[str, Any], size: int | None, chan
     """The card's first local copy found in the data directories, else its source; errors name every place tried."""
     looked: list[str] = []
     for local in card.local:
-        kind, relative, query = parse_source(local)
+        source, relative, query = parse_source(local)
         path = find_local(relative, looked)
         if path is not None:
-            return load_source(f"{kind}:{path}", {**query, **options}, size, channels)
+            return load_source(f"{source.name}:{path}", {**query, **options}, size, channels)
     try:
         return load_source(card.source, options, size, channels)
     except FileNotFoundError as exc:
@@ -191,4 +201,5 @@ def assemble(spec: str, card: Card | None, raw: RawSplits, lt: dict[str, Any] | 
         classes=classes, class_counts=cut.class_counts, lt_hash=cut.hash,
         long_tail=None if lt is None else {**lt, "n_max": lt["n_max"] or int(np.bincount(labels).max())},
         mean=tuple(mean), std=tuple(std), augment=augment or (card.augment if card else raw.augment_hint),
-        image_size=size)
+        image_size=size, uncut_train_images=train.contiguous() if lt else None,
+        uncut_train_labels=raw.train_labels.contiguous() if lt else None)

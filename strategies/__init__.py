@@ -1,20 +1,51 @@
-"""Temperature strategies for contrastive learning, behind one interface (see `base.Strategy`).
+"""Temperature strategies for contrastive learning, behind one interface (see `base.Strategy`; the maths of each
+one is in README.md next to this file). The registry is keyed by (name, pairing): "views" (two augmented views of
+each sample) or "image_text" (an image and its caption).
 
-    from tempbench.strategies import Strategy, Step, create_strategy, list_strategies
+    from tempbench.strategies import Clock, Strategy, create_strategy, list_strategies
     s = create_strategy("isogclr", num_samples=N, rho=0.4)
+    t = create_strategy("isogclr", num_samples=N, pairing="image_text")
 """
 
-from . import cosine, fixed, isogclr, learnable, linear, sogclr, step  # noqa: F401  (registers the built-ins)
-from .base import Step, StepOut, Strategy
-from .registry import ENTRY_POINT_GROUP, create_strategy, get_strategy_class, list_strategies, register_strategy
+from . import (  # noqa: F401  (registers the built-ins)
+    cosine,
+    fixed,
+    isogclr,
+    isogclr_image_text,
+    learnable,
+    linear,
+    macl,
+    piecewise,
+    rgclg,
+    sogclr,
+    sogclr_image_text,
+    tau_uncertainty,
+)
+from .base import PAIRINGS, Clock, StepOut, Strategy, check_range, tau_shape
+from .global_tau import GlobalTauStrategy
+from .registry import (
+    ENTRY_POINT_GROUP,
+    create_strategy,
+    get_strategy_class,
+    list_strategies,
+    register_strategy,
+    reserve_hyperparameter_names,
+    strategy_pairings,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "Step",
+    "PAIRINGS",
+    "Clock",
+    "GlobalTauStrategy",
     "StepOut",
     "Strategy",
+    "check_range",
     "create_strategy",
     "get_strategy_class",
     "list_strategies",
     "register_strategy",
+    "reserve_hyperparameter_names",
+    "strategy_pairings",
+    "tau_shape",
 ]

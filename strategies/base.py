@@ -1,12 +1,14 @@
-"""The `Strategy` base class, the `Step` clock and the `StepOut` record.
+"""The `Strategy` base class, the `Clock` and the `StepOut` record.
 
-A strategy turns the raw projector outputs of two augmented views into a contrastive loss and owns whatever
-temperature state that needs (a global τ, a learnable log-scale, per-sample τ_i and moving averages). The contract:
+A strategy turns the raw projector outputs of a batch's two paired inputs into a contrastive loss and owns whatever
+temperature state that needs (a global τ, a learnable log-scale, per-sample τ_i and moving averages). What the two
+inputs are is the strategy's `pairing` (README.md, "Pairings"): two augmented views of each sample ("views") or an
+image and its caption ("image_text"). The contract:
 
-    out = strategy(a, b, idx, step)     # a, b: (B, d) raw features; idx: (B,) distinct dataset indices
+    out = strategy(a, b, idx, clock)    # a, b: (B, d + extra_outputs) raw outputs; idx: (B,) distinct dataset indices
     out.loss.backward(); opt.step()
-    strategy.update(out, idx, step)     # no-grad state step; a no-op for stateless strategies
-    strategy.temperatures()             # (N,) current τ per training sample
+    strategy.update(out, idx, clock)    # no-grad state step; a no-op for stateless strategies
+    strategy.temperatures()             # (N,) current τ per training sample; (N, 2) for image_text
 
 `forward` never mutates state; everything `update` needs travels in `StepOut.saved`, detached. State lives in
 registered buffers, so `state_dict()`, `.to()` and checkpoints carry it.
@@ -24,8 +26,9 @@ from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
-class Step:
-    """Where training is: `step` is the global optimiser step (0-based), `epoch` the current epoch (0-based)."""
+class Clock:
+    """Where training is when a batch is seen: `step` is the global optimiser step (0-based), `epoch` the current
+    epoch (0-based), `epochs` the run's length and `steps_per_epoch` the steps of one epoch."""
 
     step: int = 0
     epoch: int = 0
@@ -34,7 +37,7 @@ class Step:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.steps_per_epoch < 1 or self.step < 0:
-            raise ValueError(f"Step needs step >= 0, epochs >= 1 and steps_per_epoch >= 1, got {self}")
+            raise ValueError(f"Clock needs step >= 0, epochs >= 1 and steps_per_epoch >= 1, got {self}")
 
     @property
     def epoch_float(self) -> float:
@@ -42,12 +45,22 @@ class Step:
         return self.step / self.steps_per_epoch
 
 
+PAIRINGS = ("views", "image_text")  # what a batch's two inputs are: two augmented views, or an image and its caption
+
+
+def tau_shape(pairing: str, rows: int) -> tuple[int, ...]:
+    """Shape of a per-sample temperature table: (rows,) for views; (rows, 2) for image_text, column 0 the image
+    anchors' τ and column 1 the text anchors'."""
+    return (rows,) if pairing == "views" else (rows, 2)
+
+
 @dataclass
 class StepOut:
     """What one forward pass returns.
 
     loss:  scalar, differentiable w.r.t. the inputs (and learnable τ).
-    tau:   (B,) temperatures used for the anchors of view 1 (per-sample strategies use the same τ_i for both views).
+    tau:   temperatures this batch used, `tau_shape(pairing, B)`: (B,) for views, those of the view-1 anchors
+           (per-sample strategies use the same τ_i for both views); (B, 2) for image_text, [image τ, text τ].
     logs:  scalar tensors for logging, never `.item()`-ed inside the strategy (no host sync per step).
     saved: detached tensors that `update` consumes.
     """
@@ -74,19 +87,40 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
         raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {value!r}")
 
 
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise ValueError naming `name` and the valid choices if `value` is not one of them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
 class Strategy(nn.Module):
     """Base class of every temperature strategy.
 
-    Subclasses set `Config` (a dataclass of hyperparameters that validates itself in `__post_init__`), implement
-    `compute(z1, z2, idx, step) -> StepOut` on L2-normalised float32 features and `tau_bounds()`, and may override
-    `update`. Capabilities are class attributes: `per_sample` (one τ per training sample) and `learnable`
-    (τ is an `nn.Parameter` trained by the optimiser, in its own group with learning rate `config.tau_lr`).
+    Subclasses set `Config` (a frozen dataclass of hyperparameters that validates itself in `__post_init__`),
+    implement `compute(z1, z2, idx, clock) -> StepOut` on L2-normalised float32 features, `temperatures()` and
+    `tau_bounds()`, and may override `update`. What a strategy is and needs is declared, never sniffed:
+
+    - `per_sample_state`: it keeps buffers indexed by training sample (moving averages u, τ_i, momentum);
+    - `per_sample_tau`: `temperatures()` can differ between samples (τ analytics apply);
+    - `learnable`: it owns `nn.Parameter`s trained by the optimiser, in their own group (`param_group()`);
+    - `tau_hyperparameters`: the Config fields that hold a temperature (bounds, contract tests, search spaces);
+    - `build_options`: keywords `build_config` takes besides the Config fields (e.g. a preset name);
+    - `pairing`: what the two inputs of a batch are, one of `PAIRINGS` (set by `register_strategy`); a strategy
+      name can have one class per pairing;
+    - `extra_outputs`: how many columns the encoder's projector must emit beyond the feature width d. The last
+      `extra_outputs` columns of a and b belong to the strategy (e.g. TaU's uncertainty logit); it splits them off
+      itself by overriding `compute_raw`, and only the first d columns are normalised as features.
     """
 
     name: ClassVar[str] = ""
-    per_sample: ClassVar[bool] = False
-    learnable: ClassVar[bool] = False
     Config: ClassVar[type] = object
+    per_sample_state: ClassVar[bool] = False
+    per_sample_tau: ClassVar[bool] = False
+    learnable: ClassVar[bool] = False
+    tau_hyperparameters: ClassVar[tuple[str, ...]] = ()
+    build_options: ClassVar[tuple[str, ...]] = ()  # keywords of `build_config` that are not Config fields (presets)
+    pairing: ClassVar[str] = "views"  # what a batch pairs: two augmented views of one sample, or image and text
+    extra_outputs: ClassVar[int] = 0  # projector columns beyond d that the strategy consumes (the last ones)
 
     def __init__(self, num_samples: int, config: Any) -> None:
         super().__init__()
@@ -99,22 +133,50 @@ class Strategy(nn.Module):
 
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod
+    def hyperparameter_names(cls) -> list[str]:
+        """The Config's field names, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls.Config)]
+
+    @classmethod
+    def accepted_hyperparameters(cls) -> list[str]:
+        """Every keyword `create_strategy` takes for this strategy: the Config fields and the build options."""
+        return [*cls.hyperparameter_names(), *cls.build_options]
+
+    @classmethod
     def build_config(cls, **hyperparameters: Any) -> Any:
-        """The config dataclass from keyword hyperparameters; unknown names raise ValueError listing the valid ones."""
-        valid = [f.name for f in dataclasses.fields(cls.Config)]
-        unknown = sorted(set(hyperparameters) - set(valid))
+        """The config dataclass from keyword hyperparameters; unknown names raise ValueError listing the valid ones.
+        Subclasses with presets accept them here (e.g. `preset="libauc"`), so every entry point shares them."""
+        unknown = sorted(set(hyperparameters) - set(cls.hyperparameter_names()))
         if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {unknown} for strategy {cls.name!r}; valid: {valid}")
+            raise ValueError(f"unknown hyperparameter(s) {unknown} for strategy {cls.name!r}; "
+                             f"valid: {cls.hyperparameter_names()}")
         return cls.Config(**hyperparameters)
 
     @classmethod
+    def resolve_hyperparameters(cls, **hyperparameters: Any) -> dict[str, Any]:
+        """Every hyperparameter with its value after defaults and presets: passing the result back to `create`
+        builds the same config, so it is what result rows, hashes and tracking record."""
+        return dataclasses.asdict(cls.build_config(**hyperparameters))
+
+    @classmethod
     def create(cls, num_samples: int, **hyperparameters: Any) -> Strategy:
-        """Build from keyword hyperparameters (what `create_strategy` calls); subclasses may add presets here."""
+        """Build from keyword hyperparameters (what `create_strategy` calls)."""
         return cls(num_samples, cls.build_config(**hyperparameters))
 
-    def hparams(self) -> dict[str, Any]:
-        """The resolved hyperparameters, for result rows and tracking."""
+    @classmethod
+    def pinned_tau_hyperparameters(cls, tau: float) -> dict[str, Any]:
+        """Hyperparameters that put every temperature this strategy can use at `tau` (e.g. the contract's
+        smallest τ); by default every declared τ field set to `tau`."""
+        return dict.fromkeys(cls.tau_hyperparameters, tau)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The resolved hyperparameters of this instance."""
         return dataclasses.asdict(self.config)
+
+    def param_group(self) -> dict[str, Any] | None:
+        """Optimiser settings of this strategy's own parameter group (`lr`, `weight_decay`), for learnable
+        strategies; None for the others. The runner never applies LARS or the network's weight decay to it."""
+        return None
 
     @classmethod
     def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
@@ -127,27 +189,42 @@ class Strategy(nn.Module):
         return {}
 
     # ---- the step -----------------------------------------------------------------------------------------------
-    def forward(self, a: Tensor, b: Tensor, idx: Tensor, step: Step) -> StepOut:
-        """Loss of one batch. a, b: (B, d) raw projector outputs of the two views; idx: (B,) dataset indices."""
+    def forward(self, a: Tensor, b: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """Loss of one batch. a, b: (B, d + extra_outputs) raw projector outputs (views: the two views; image_text:
+        image and text); idx: (B,) dataset indices (of the samples, or of the image–caption pairs)."""
         if self.check_inputs:
             self._check_batch(a, b, idx)
         # Similarities, exp and log run in float32 (or float64 if given) even under autocast: bf16 is too coarse
         # once divided by τ = 0.05.
         dtype = torch.promote_types(a.dtype, torch.float32)
         with torch.autocast(device_type=a.device.type, enabled=False):
-            z1 = F.normalize(a.to(dtype), dim=1)
-            z2 = F.normalize(b.to(dtype), dim=1)
-            return self.compute(z1, z2, idx, step)
+            return self.compute_raw(a.to(dtype), b.to(dtype), idx, clock)
 
-    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, step: Step) -> StepOut:
+    def compute_raw(self, a: Tensor, b: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """The step on raw float32 outputs (B, d + extra_outputs). Default: normalise and call `compute`; a strategy
+        with `extra_outputs` overrides this to split its columns off first (`split_outputs`)."""
+        return self.compute(F.normalize(a, dim=1), F.normalize(b, dim=1), idx, clock)
+
+    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """The step on L2-normalised (B, d) features: the two views, or image (z1) and text (z2)."""
         raise NotImplementedError
 
+    def split_outputs(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, d + k) raw outputs -> (normalised (B, d) features, raw (B, k) extra columns), k = `extra_outputs`."""
+        d = x.shape[1] - self.extra_outputs
+        return F.normalize(x[:, :d], dim=1), x[:, d:]
+
+    def tau_shape(self, rows: int) -> tuple[int, ...]:
+        """(rows,) for views, (rows, 2) for image_text: the shape of `temperatures()` and `StepOut.tau`."""
+        return tau_shape(self.pairing, rows)
+
     @torch.no_grad()
-    def update(self, out: StepOut, idx: Tensor, step: Step) -> None:
+    def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         """State step after the optimiser step (per-sample τ, moving averages, clamps). Default: nothing."""
 
     def temperatures(self) -> Tensor:
-        """(N,) the current temperature of every training sample."""
+        """The current temperature of every training sample, `tau_shape(N)`: (N,) for views; (N, 2) for image_text,
+        column 0 the image-anchor τ and column 1 the text-anchor τ of each pair."""
         raise NotImplementedError
 
     def tau_bounds(self) -> tuple[float, float]:
@@ -156,8 +233,14 @@ class Strategy(nn.Module):
 
     # ---- helpers ------------------------------------------------------------------------------------------------
     def _check_batch(self, a: Tensor, b: Tensor, idx: Tensor) -> None:
+        # Both pairings give two (B, D) tensors of one width: two views, or image and text features projected into
+        # one embedding space; D = d + extra_outputs.
         if a.ndim != 2 or a.shape != b.shape:
-            raise ValueError(f"a and b must both be (B, d); got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(f"a and b must both be (B, d) ({self.pairing}); got {tuple(a.shape)} and "
+                             f"{tuple(b.shape)}")
+        if a.shape[1] <= self.extra_outputs:
+            raise ValueError(f"strategy {self.name!r} needs d + {self.extra_outputs} columns (extra_outputs = "
+                             f"{self.extra_outputs}) with d >= 1; got {a.shape[1]}")
         if a.shape[0] < 2:
             raise ValueError(f"a batch needs at least 2 samples (negatives come from the batch), got {a.shape[0]}")
         if idx.shape != (a.shape[0],) or idx.dtype.is_floating_point or idx.dtype == torch.bool:
@@ -170,5 +253,5 @@ class Strategy(nn.Module):
             raise ValueError("idx holds duplicate dataset indices; a batch must hold distinct samples")
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+        return ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
 

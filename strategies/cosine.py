@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Step, check_range
+from .base import Clock, check_range
 from .global_tau import GlobalTauStrategy
 from .registry import register_strategy
 
@@ -30,11 +30,12 @@ class Cosine(GlobalTauStrategy):
     """τ(t) = τ_min + ½(τ_max − τ_min)(1 + cos(2π t / T)), t in fractional epochs; starts at τ_max."""
 
     Config = CosineConfig
+    tau_hyperparameters = ("tau_min", "tau_max")
 
-    def tau_at(self, step: Step) -> float:
+    def tau_at(self, clock: Clock) -> float:
         c = self.config
-        period = c.period_epochs if c.period_epochs is not None else 0.2 * step.epochs
-        return c.tau_min + 0.5 * (c.tau_max - c.tau_min) * (1.0 + math.cos(2.0 * math.pi * step.epoch_float / period))
+        period = c.period_epochs if c.period_epochs is not None else 0.2 * clock.epochs
+        return c.tau_min + 0.5 * (c.tau_max - c.tau_min) * (1.0 + math.cos(2.0 * math.pi * clock.epoch_float / period))
 
     def tau_bounds(self) -> tuple[float, float]:
         return (self.config.tau_min, self.config.tau_max)

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Step, StepOut, Strategy, check_range
-from .losses import global_contrastive_step
+from .base import Clock, StepOut, Strategy, check_choice, check_range
+from .losses import FIRST_VISIT_RULES, global_contrastive_step
 from .registry import register_strategy
 
 
@@ -28,6 +28,7 @@ class ISogCLRConfig:
     beta: float = 0.5  # momentum weight of the new τ-gradient
     gamma: float = 0.8  # moving-average weight of the new batch estimate of u
     grad_clip: float | None = 3.0  # clamp of the τ-gradient; None = no clipping
+    first_visit: str = "sample"  # γ = 1 on a sample's first visit: per "sample", per "batch" (LibAUC), or "none"
 
     def __post_init__(self) -> None:
         check_range("tau_min", self.tau_min, 0.0, None, low_open=True)
@@ -39,23 +40,27 @@ class ISogCLRConfig:
         check_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
         if self.grad_clip is not None:
             check_range("grad_clip", self.grad_clip, 0.0, None, low_open=True)
+        check_choice("first_visit", self.first_visit, FIRST_VISIT_RULES)
 
 
 PRESETS = {
     "authors": ISogCLRConfig(),
     "libauc": ISogCLRConfig(tau_init=0.1, tau_min=0.05, tau_max=0.7, rho=0.3, eta=0.01, beta=0.9, gamma=0.9,
-                            grad_clip=None),
+                            grad_clip=None, first_visit="batch"),
 }
 
 
 @register_strategy("isogclr")
 class ISogCLR(Strategy):
     """SogCLR's estimator with a per-sample τ_i, updated by momentum SGD on ∂F/∂τ_i = log u_i + ρ − E_p[s]/τ_i
-    (algorithms.md, `isogclr`). Buffers: `log_u` (−inf = never visited), `tau`, `tau_grad_momentum`.
+    (README.md, `isogclr`). Buffers: `log_u` (−inf = never visited), `tau`, `tau_grad_momentum`.
     """
 
     Config = ISogCLRConfig
-    per_sample = True
+    per_sample_state = True
+    per_sample_tau = True
+    tau_hyperparameters = ("tau_init", "tau_min", "tau_max")
+    build_options = ("preset",)
 
     def __init__(self, num_samples: int, config: ISogCLRConfig) -> None:
         super().__init__(num_samples, config)
@@ -64,18 +69,18 @@ class ISogCLR(Strategy):
         self.register_buffer("tau_grad_momentum", torch.zeros(num_samples))
 
     @classmethod
-    def create(cls, num_samples: int, preset: str = "authors", **hyperparameters: Any) -> ISogCLR:
+    def build_config(cls, preset: str = "authors", **hyperparameters: Any) -> ISogCLRConfig:
         """`preset` in {"authors" (default), "libauc"} picks the base values; keyword hyperparameters override them."""
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r} for strategy 'isogclr'; valid: {sorted(PRESETS)}")
-        cls.build_config(**hyperparameters)  # unknown names fail here, naming the valid ones
-        return cls(num_samples, dataclasses.replace(PRESETS[preset], **hyperparameters))
+        super().build_config(**hyperparameters)  # unknown names fail here, naming the valid ones
+        return dataclasses.replace(PRESETS[preset], **hyperparameters)
 
-    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, step: Step) -> StepOut:
+    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
         c = self.config
         tau_b = self.tau[idx].to(z1.dtype)
         tau_rows = torch.cat([tau_b, tau_b])[:, None]
-        res = global_contrastive_step(z1, z2, tau_rows, self.log_u[idx].to(z1.dtype), c.gamma)
+        res = global_contrastive_step(z1, z2, tau_rows, self.log_u[idx].to(z1.dtype), c.gamma, c.first_visit)
         with torch.no_grad():
             grad_rows = res.log_u_rows + c.rho - res.weighted_sim / tau_rows[:, 0]
             batch = z1.shape[0]
@@ -89,7 +94,7 @@ class ISogCLR(Strategy):
                        saved={"new_log_u": res.new_log_u, "tau_grad": tau_grad})
 
     @torch.no_grad()
-    def update(self, out: StepOut, idx: Tensor, step: Step) -> None:
+    def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         c = self.config
         self.log_u[idx] = out.saved["new_log_u"].to(self.log_u.dtype)
         momentum = (1.0 - c.beta) * self.tau_grad_momentum[idx] + c.beta * out.saved["tau_grad"].to(self.tau.dtype)

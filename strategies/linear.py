@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Step, check_range
+from .base import Clock, check_range
 from .global_tau import GlobalTauStrategy
 from .registry import register_strategy
 
@@ -25,9 +25,10 @@ class Linear(GlobalTauStrategy):
     """τ(t) = τ_start + (τ_end − τ_start) · t / E, t in fractional epochs, E the run's epochs (held at τ_end after)."""
 
     Config = LinearConfig
+    tau_hyperparameters = ("tau_start", "tau_end")
 
-    def tau_at(self, step: Step) -> float:
-        frac = min(step.epoch_float / step.epochs, 1.0)
+    def tau_at(self, clock: Clock) -> float:
+        frac = min(clock.epoch_float / clock.epochs, 1.0)
         return self.config.tau_start + (self.config.tau_end - self.config.tau_start) * frac
 
     def tau_bounds(self) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Pure loss functions shared by several strategies (no state; tensors in, tensors out).
 
-Layout (algorithms.md, "Notation"): Z = [z1; z2] is (2B, d) of L2-normalised features and S = Z Zᵀ is (2B, 2B).
+Layout (README.md, "Notation"): Z = [z1; z2] is (2B, d) of L2-normalised features and S = Z Zᵀ is (2B, 2B).
 Row r is an anchor: rows 0..B-1 are view-1 anchors, rows B..2B-1 view-2 anchors. Anchor r's candidates are every
 column but r itself (2B − 1 of them); its positive is column (r + B) mod 2B; its negatives are the other 2B − 2.
 """
@@ -65,13 +65,33 @@ class GlobalContrastiveStep:
     positive_sim: Tensor  # (B,) s⁺_i, detached
 
 
-def global_contrastive_step(z1: Tensor, z2: Tensor, tau_rows: Tensor, log_u_old: Tensor,
-                            gamma: float) -> GlobalContrastiveStep:
+FIRST_VISIT_RULES = ("sample", "batch", "none")
+
+
+def first_visit_gamma(log_u_old: Tensor, gamma: float, rule: str) -> Tensor:
+    """(B,) the moving-average weight γ_i of each sample of a batch; log_u_old is −inf where never visited.
+
+    "sample": γ_i = 1 for the samples never visited, γ for the rest (this project's default);
+    "batch":  γ_i = 1 for all only when no sample of the batch was visited, else γ for all (LibAUC 2.0.1);
+    "none":   γ always, so a new sample starts at u = γ·g (the iSogCLR authors' released code).
+    """
+    new = torch.isneginf(log_u_old)
+    if rule == "sample":
+        return torch.full_like(log_u_old, gamma).masked_fill_(new, 1.0)
+    if rule == "batch":
+        return torch.full_like(log_u_old, gamma).masked_fill_(new.all(), 1.0)  # no host sync: a 0-d mask
+    if rule == "none":
+        return torch.full_like(log_u_old, gamma)
+    raise ValueError(f"unknown first_visit rule {rule!r}; valid: {', '.join(FIRST_VISIT_RULES)}")
+
+
+def global_contrastive_step(z1: Tensor, z2: Tensor, tau_rows: Tensor, log_u_old: Tensor, gamma: float,
+                            first_visit: str = "sample") -> GlobalContrastiveStep:
     """Steps 1–5 of SogCLR (Yuan et al., ICML 2022), with per-anchor temperatures (iSogCLR uses τ_i here).
 
     z1, z2: (B, d) normalised. tau_rows: (2B, 1) temperature of each anchor row. log_u_old: (B,) log u[idx],
-    −inf for samples never visited (they take γ_i = 1). Everything runs in the log domain, so it stays finite for
-    τ down to 0.005 where exp(1/τ) overflows float32.
+    −inf for samples never visited (their γ_i follows `first_visit`, see `first_visit_gamma`). Everything runs in
+    the log domain, so it stays finite for τ down to 0.005 where exp(1/τ) overflows float32.
     """
     batch = z1.shape[0]
     num_neg = 2 * batch - 2
@@ -80,7 +100,8 @@ def global_contrastive_step(z1: Tensor, z2: Tensor, tau_rows: Tensor, log_u_old:
         # logits over negatives only; masked entries become exp(−inf) = 0 weights below
         logits = (sim / tau_rows).masked_fill_(non_negative_mask(batch, sim.device), float("-inf"))
         log_g = torch.logsumexp(logits, dim=1) - math.log(num_neg)
-        gamma_i = torch.full_like(log_u_old, gamma).masked_fill_(torch.isneginf(log_u_old), 1.0)
+        gamma_i = first_visit_gamma(log_u_old, gamma, first_visit)
+        # γ_i = 1 gives log1p(-1) = −inf: the old u is dropped even where it is −inf itself (−inf + −inf = −inf)
         log_keep, log_new = torch.log1p(-gamma_i) + log_u_old, torch.log(gamma_i)
         log_u1 = torch.logaddexp(log_keep, log_new + log_g[:batch])
         log_u2 = torch.logaddexp(log_keep, log_new + log_g[batch:])

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Step, StepOut, Strategy, check_range
-from .losses import global_contrastive_step
+from .base import Clock, StepOut, Strategy, check_choice, check_range
+from .losses import FIRST_VISIT_RULES, global_contrastive_step
 from .registry import register_strategy
 
 
@@ -18,38 +18,42 @@ from .registry import register_strategy
 class SogCLRConfig:
     tau: float = 0.1
     gamma: float = 0.9  # moving-average weight of the new batch estimate; 1 = no memory
+    first_visit: str = "sample"  # γ = 1 on a sample's first visit: per "sample", per "batch" (LibAUC), or "none"
 
     def __post_init__(self) -> None:
         check_range("tau", self.tau, 0.0, None, low_open=True)
         check_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
+        check_choice("first_visit", self.first_visit, FIRST_VISIT_RULES)
 
 
 @register_strategy("sogclr")
 class SogCLR(Strategy):
     """Per-sample state u ∈ R^N (stored as log u; −inf = never visited) tracks E_k exp(s_ik/τ) across epochs, and the
-    negatives of anchor i are weighted by exp(s_ik/τ)/u_i (algorithms.md, `sogclr`).
+    negatives of anchor i are weighted by exp(s_ik/τ)/u_i (README.md, `sogclr`).
 
     The returned loss is a surrogate whose gradient is SogCLR's; its value is not the objective, which is logged as
     `objective` = τ · mean_i log u_i − mean_i s⁺_i.
     """
 
     Config = SogCLRConfig
-    per_sample = False  # one global τ; u is per-sample state but τ is not
+    per_sample_state = True  # u is per sample; τ is global
+    tau_hyperparameters = ("tau",)
 
     def __init__(self, num_samples: int, config: SogCLRConfig) -> None:
         super().__init__(num_samples, config)
         self.register_buffer("log_u", torch.full((num_samples,), float("-inf")))
 
-    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, step: Step) -> StepOut:
+    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
         tau = self.config.tau
-        res = global_contrastive_step(z1, z2, tau, self.log_u[idx].to(z1.dtype), self.config.gamma)
+        res = global_contrastive_step(z1, z2, tau, self.log_u[idx].to(z1.dtype), self.config.gamma,
+                                      self.config.first_visit)
         tau_b = torch.full((z1.shape[0],), tau, dtype=z1.dtype, device=z1.device)
         objective = tau * res.new_log_u.mean() - res.positive_sim.mean()
         return StepOut(loss=res.loss, tau=tau_b, logs={"tau": tau_b[0], "objective": objective},
                        saved={"new_log_u": res.new_log_u})
 
     @torch.no_grad()
-    def update(self, out: StepOut, idx: Tensor, step: Step) -> None:
+    def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         self.log_u[idx] = out.saved["new_log_u"].to(self.log_u.dtype)
 
     def temperatures(self) -> Tensor:

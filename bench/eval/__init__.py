@@ -1,41 +1,48 @@
-"""Evaluation protocols on frozen backbone features: weighted kNN, retrieval, linear probe, long-tail groups and
-τ analytics. `evaluate_features` runs them all for one run's result row."""
+"""Evaluation protocols on frozen backbone features: kNN (weighted and unweighted), retrieval, linear probes,
+long-tail groups and τ analytics, with the metric registry every result row reads (`metrics`)."""
 
-from .evaluate import GROUPS, evaluate_features
-from .features import normalize_features, prepare_features, snap_features
-from .groups import group_metrics, per_class_accuracy, shot_groups, third_groups
-from .knn import PROTOCOLS, knn_predict
+from .evaluate import Evaluation, LabelledFeatures, balanced_subset, evaluate
+from .features import extract_features, normalize_features, prepare_features, snap_features
+from .groups import GROUPS, group_accuracy, group_metrics, per_class_accuracy
+from .knn import knn_predict, majority_predict
 from .linear import ProbeResult, linear_probe, stratified_split
+from .metrics import Metric, get_metric, list_metrics, metric_label, register_metric, summary_line
 from .neighbors import BACKENDS, Neighbors, resolve_backend, search_neighbors
 from .retrieval import RECALL_KS, recall_at_k
 from .tau import class_spearman, save_tau_figure, summarize_tau, tau_row_fields
-from .timing import time_knn_backends, time_linear_probe
 
 __all__ = [
     "BACKENDS",
     "GROUPS",
-    "PROTOCOLS",
     "RECALL_KS",
+    "Evaluation",
+    "LabelledFeatures",
+    "Metric",
     "Neighbors",
     "ProbeResult",
+    "balanced_subset",
     "class_spearman",
-    "evaluate_features",
+    "evaluate",
+    "extract_features",
+    "get_metric",
+    "group_accuracy",
     "group_metrics",
     "knn_predict",
     "linear_probe",
+    "list_metrics",
+    "majority_predict",
+    "metric_label",
     "normalize_features",
     "per_class_accuracy",
     "prepare_features",
     "recall_at_k",
+    "register_metric",
     "resolve_backend",
     "save_tau_figure",
     "search_neighbors",
-    "shot_groups",
     "snap_features",
     "stratified_split",
     "summarize_tau",
+    "summary_line",
     "tau_row_fields",
-    "third_groups",
-    "time_knn_backends",
-    "time_linear_probe",
 ]

@@ -1,72 +1,157 @@
-"""One entry point for the final evaluation of a run: every protocol on backbone features of un-augmented images."""
+"""One run's evaluation: an `Evaluation` holds the features and computes each classifier once, on first use; every
+registered metric (tempbench.eval.metrics) reads it.
+
+    ev = Evaluation(bank, bank_labels, queries, query_labels, class_counts, num_classes=10)
+    ev.accuracy(ev.knn(200, 0.1))      # weighted kNN top-1 (%)
+    metrics = evaluate(ev)             # every registered metric of its split, by name
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from tempbench.datasets import class_groups
+
 from .features import as_labels, as_tensor, prepare_features
-from .groups import group_metrics, per_class_accuracy
-from .knn import PROTOCOLS, knn_predict
-from .linear import linear_probe
-from .neighbors import search_neighbors
-from .retrieval import RECALL_KS, recall_at_k
+from .groups import group_accuracy, per_class_accuracy
+from .knn import knn_predict, majority_predict
+from .linear import ProbeResult, balanced_accuracy, linear_probe
+from .metrics import Metric, list_metrics
+from .neighbors import Neighbors, search_neighbors
+from .retrieval import recall_at_k
 
-GROUPS = ("many", "medium", "few", "head", "mid", "tail")
+DEFAULT_K = 200  # neighbours searched once; every kNN protocol and recall@k up to it is a prefix
 
 
-def evaluate_features(train_feats: Any, train_labels: Any, test_feats: Any, test_labels: Any, class_counts: Any, *,
-                      num_classes: int, device: torch.device | str | None = None, seed: int = 0,
-                      backend: str = "auto") -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Weighted kNN (k=200/T=0.1, k=20/T=0.07), recall@1/5/10, linear probe and long-tail groups.
+@dataclass(frozen=True)
+class LabelledFeatures:
+    """(N, d) features of un-augmented images and their (N,) labels."""
 
-    train_feats: (N, d), test_feats: (Q, d) backbone features (normalised here); labels (N,), (Q,) in [0, num_classes);
-    class_counts: (num_classes,) training images per class (defines many/medium/few and head/mid/tail).
-    device: where to compute (default: where train_feats are); seed: the probe's validation split; backend: kNN search.
+    features: Any
+    labels: Any
 
-    Returns (metrics, per_class): metrics is flat, JSON-serialisable, percent 0–100: knn200_top1, knn20_top1,
-    recall_at_{1,5,10}, linear_top1, linear_wd (the chosen λ, not a percentage), linear_val_top1, and
-    knn200_/linear_ + many, medium, few, head, mid, tail (NaN for an empty group); per_class holds
-    per_class_knn200 and per_class_linear, (num_classes,) lists of accuracy (NaN without test samples).
+
+class Evaluation:
+    """The features one run is evaluated on, and the predictions derived from them (cached).
+
+    bank: the training split (the kNN bank and the probe's training set); queries: the split evaluated (the test
+    split, or the slice held out from training for validation); class_counts: training images per class (defines
+    the many/medium/few and head/mid/tail groups); balanced_bank: a class-balanced training split for the full-shot
+    probe (the base dataset's uncut training split, SDCLR/BCL protocol), None when there is none. seed: the probes'
+    validation split and the few-shot subset; backend: the kNN search ("auto", "faiss", "torch").
     """
-    device = torch.device(device) if device is not None else as_tensor(train_feats).device
-    train, test = prepare_features(train_feats, device), prepare_features(test_feats, device)
-    if train.shape[1] != test.shape[1]:
-        raise ValueError(f"train features have d={train.shape[1]} but test features d={test.shape[1]}")
-    y_train = as_labels(train_labels, train.shape[0], num_classes, device, "train_labels")
-    y_test = as_labels(test_labels, test.shape[0], num_classes, device, "test_labels")
-    counts = _check_counts(class_counts, num_classes)
 
-    # one neighbour search serves both kNN protocols and every recall@k: all are prefixes of the canonical order
-    k_max = max(max(k for k, _ in PROTOCOLS.values()), max(RECALL_KS))
-    neighbors = search_neighbors(train, test, k_max, backend=backend)
-    preds = {name: knn_predict(neighbors, y_train, num_classes, k, t) for name, (k, t) in PROTOCOLS.items()}
-    metrics = {f"{name}_top1": _accuracy(pred, y_test) for name, pred in preds.items()}
-    metrics |= {f"recall_at_{k}": r for k, r in recall_at_k(neighbors, y_train, y_test).items()}
+    def __init__(self, bank: LabelledFeatures, queries: LabelledFeatures, class_counts: Any, *, num_classes: int,
+                 balanced_bank: LabelledFeatures | None = None, seed: int = 0, backend: str = "auto",
+                 device: torch.device | str | None = None) -> None:
+        self.device = torch.device(device) if device is not None else as_tensor(bank.features).device
+        self.num_classes, self.seed, self.backend = num_classes, seed, backend
+        self.bank, self.bank_labels = self._prepare(bank, "bank")
+        self.queries, self.labels = self._prepare(queries, "queries")
+        if self.bank.shape[1] != self.queries.shape[1]:
+            raise ValueError(f"bank features have d={self.bank.shape[1]} but queries d={self.queries.shape[1]}")
+        self.class_counts = _check_counts(class_counts, num_classes)
+        self.groups = class_groups(self.class_counts.tolist())
+        self.balanced_bank = self._prepare(balanced_bank, "balanced bank") if balanced_bank is not None else None
+        self._knn: dict[tuple[int, float | None], Tensor] = {}
+        self._probes: dict[str, ProbeResult | None] = {}
 
-    probe = linear_probe(train, y_train, test, num_classes, seed=seed)
-    preds["linear"] = probe.test_pred
-    metrics |= {"linear_top1": _accuracy(probe.test_pred, y_test), "linear_wd": float(probe.wd),
-                "linear_val_top1": float(probe.val_top1)}
+    def _prepare(self, part: LabelledFeatures, name: str) -> tuple[Tensor, Tensor]:
+        x = prepare_features(part.features, self.device)
+        return x, as_labels(part.labels, x.shape[0], self.num_classes, self.device, f"{name} labels")
 
-    labels_np = y_test.cpu().numpy()
-    per_class = {}
-    for name in ("knn200", "linear"):
-        pred_np = preds[name].cpu().numpy()
-        metrics |= {f"{name}_{g}": v for g, v in group_metrics(pred_np, labels_np, counts).items()}
-        per_class[f"per_class_{name}"] = [float(a) for a in per_class_accuracy(pred_np, labels_np, num_classes)]
-    return metrics, per_class
+    # ---- classifiers ------------------------------------------------------------------------------------------
+    @cached_property
+    def neighbors(self) -> Neighbors:
+        """The DEFAULT_K nearest bank rows of every query, canonical order (exact, see `neighbors`)."""
+        return search_neighbors(self.bank, self.queries, DEFAULT_K, backend=self.backend)
+
+    def knn(self, k: int, temperature: float | None = None) -> Tensor:
+        """(Q,) kNN predictions: weighted by exp(sim/T) when a temperature is given, else a majority vote."""
+        key = (k, temperature)
+        if key not in self._knn:
+            nb = self.neighbors if k <= DEFAULT_K else search_neighbors(self.bank, self.queries, k,
+                                                                        backend=self.backend)
+            self._knn[key] = (knn_predict(nb, self.bank_labels, self.num_classes, k, temperature)
+                              if temperature is not None else majority_predict(nb, self.bank_labels,
+                                                                               self.num_classes, k))
+        return self._knn[key]
+
+    def probe(self, kind: str = "full") -> ProbeResult | None:
+        """A linear probe trained on the bank ("full"), on a class-balanced subset of it with the smallest class's
+        count per class ("fewshot", Kukleva et al.), or on the balanced bank ("fullshot"; None without one)."""
+        if kind not in self._probes:
+            train = self._probe_training_set(kind)
+            self._probes[kind] = None if train is None else linear_probe(*train, self.queries, self.num_classes,
+                                                                         seed=self.seed)
+        return self._probes[kind]
+
+    def _probe_training_set(self, kind: str) -> tuple[Tensor, Tensor] | None:
+        if kind == "full":
+            return self.bank, self.bank_labels
+        if kind == "fullshot":
+            return self.balanced_bank
+        if kind == "fewshot":
+            keep = balanced_subset(self.bank_labels, self.num_classes, self.seed)
+            return self.bank[keep], self.bank_labels[keep]
+        raise ValueError(f"unknown probe kind {kind!r}; valid: full, fewshot, fullshot")
+
+    def probe_predictions(self, kind: str = "full") -> Tensor | None:
+        probe = self.probe(kind)
+        return None if probe is None else probe.test_pred
+
+    # ---- scores -----------------------------------------------------------------------------------------------
+    def accuracy(self, pred: Tensor | None) -> float:
+        """Top-1 accuracy (%) of (Q,) predictions; NaN for a classifier that could not run."""
+        return float("nan") if pred is None else 100.0 * (pred == self.labels).double().mean().item()
+
+    def class_average(self, pred: Tensor | None) -> float:
+        """Mean over the classes present in the queries of each class's accuracy (%)."""
+        return float("nan") if pred is None else balanced_accuracy(pred, self.labels, self.num_classes)
+
+    def group_accuracy(self, pred: Tensor | None, group: str) -> float:
+        """Accuracy (%) over the queries of one long-tail group (many, medium, few, head, mid, tail)."""
+        if pred is None:
+            return float("nan")
+        return group_accuracy(pred.cpu().numpy(), self.labels.cpu().numpy(), self.groups[group])
+
+    def per_class(self, pred: Tensor | None) -> list[float]:
+        """(C,) accuracy of every class (%), NaN for a class without queries."""
+        if pred is None:
+            return [float("nan")] * self.num_classes
+        return [float(a) for a in per_class_accuracy(pred.cpu().numpy(), self.labels.cpu().numpy(),
+                                                     self.num_classes)]
+
+    def recall(self, k: int) -> float:
+        """Recall@k (%): a query hits when a same-class bank image is among its k nearest."""
+        return recall_at_k(self.neighbors, self.bank_labels, self.labels, ks=(k,))[k]
 
 
-def _accuracy(pred: Tensor, labels: Tensor) -> float:
-    return 100.0 * (pred == labels).double().mean().item()
+def balanced_subset(labels: Tensor, num_classes: int, seed: int) -> Tensor:
+    """Sorted positions of n = (the smallest class's count) random images of every class present, seeded."""
+    counts = torch.bincount(labels.cpu(), minlength=num_classes)
+    n = int(counts[counts > 0].min())
+    gen = torch.Generator().manual_seed(seed)
+    picks = [torch.nonzero(labels.cpu() == c).flatten()[torch.randperm(int(counts[c]), generator=gen)[:n]]
+             for c in range(num_classes) if counts[c] > 0]
+    return torch.sort(torch.cat(picks)).values.to(labels.device)
+
+
+def evaluate(ev: Evaluation, metrics: list[Metric] | None = None, *, split: str = "test") -> dict[str, float]:
+    """{metric name: value} of every registered `views` metric of `split` (or the given ones) on `ev`; val metrics
+    are named as registered (`val_...`)."""
+    chosen = metrics if metrics is not None else list_metrics(pairing="views", split=split)
+    return {m.name: float(m.compute(ev)) for m in chosen if m.compute is not None}
 
 
 def _check_counts(class_counts: Any, num_classes: int) -> np.ndarray:
     counts = np.asarray(class_counts.cpu() if isinstance(class_counts, Tensor) else class_counts).reshape(-1)
     if counts.size != num_classes or (counts < 0).any():
         raise ValueError(f"class_counts must hold {num_classes} non-negative counts, got {counts.tolist()[:20]}")
-    return counts
+    return counts.astype(np.int64)

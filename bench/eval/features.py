@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tempbench.augment import normalize
+
 
 def as_tensor(x: Any, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Tensor:
     """A tensor view of `x` (tensor, NumPy array or sequence) on `device` (default: where `x` already is)."""
@@ -61,3 +63,27 @@ def snap_features(x: Tensor) -> Tensor:
 def prepare_features(x: Any, device: torch.device | str | None = None) -> Tensor:
     """(N, d) features -> float32, L2-normalised, snapped (`snap_features`); what every protocol works on."""
     return snap_features(normalize_features(x, device))
+
+
+@torch.no_grad()
+def extract_features(model: Any, images: Tensor, mean: Any, std: Any, device: torch.device,
+                     batch: int = 1024) -> Tensor:
+    """(N, feature_dim) float32 backbone features (`model.features`) of un-augmented uint8 images (N, C, H, W),
+    normalised by mean/std, in eval mode, on `device`.
+
+    Float32 on every device, never under autocast: bf16 features would break the exact-tie guarantees of the kNN
+    (`neighbors`) and move accuracies by rounding alone.
+    """
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        for start in range(0, len(images), batch):
+            x = normalize(images[start:start + batch].to(device), mean, std)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, enabled=False):
+                chunks.append(model.features(x).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.zeros((0, model.feature_dim), device=device)

@@ -1,6 +1,10 @@
-"""Weighted kNN classification (Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance
-Discrimination", CVPR 2018, the InstDisc evaluation): each of the k nearest training neighbours votes for its class
-with weight exp(sim / T); the prediction is the class with the largest total vote."""
+"""kNN classification on canonical neighbours.
+
+Weighted (Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance Discrimination", CVPR 2018, the
+InstDisc evaluation): each of the k nearest training neighbours votes for its class with weight exp(sim / T); the
+prediction is the class with the largest total vote. Unweighted (the kNN@1 / kNN@10 of the long-tail literature,
+e.g. Kukleva et al., ICLR 2023): one vote per neighbour; a tie goes to the tied class with the nearest neighbour, not
+to the lowest label, which on a label-ordered long tail would favour head classes."""
 
 from __future__ import annotations
 
@@ -31,6 +35,21 @@ def knn_predict(neighbors: Neighbors, train_labels: Tensor, num_classes: int, k:
         scores = weights.new_zeros((idx.shape[0], num_classes)).scatter_add_(1, train_labels[idx], weights)
         preds.append(argmax_lowest(scores))
     return torch.cat(preds)
+
+
+def majority_predict(neighbors: Neighbors, train_labels: Tensor, num_classes: int, k: int) -> Tensor:
+    """(Q,) int64 majority vote of the k nearest neighbours; ties go to the tied class seen first (nearest).
+
+    Score of class c = votes_c · (k + 1) + (k − rank of c's nearest neighbour): integers, so a difference of one
+    vote always outweighs the rank term and ties are exact.
+    """
+    k = min(k, neighbors.indices.shape[1])
+    labels = train_labels[neighbors.indices[:, :k]]  # (Q, k)
+    votes = torch.zeros((labels.shape[0], num_classes), dtype=torch.int64, device=labels.device)
+    votes.scatter_add_(1, labels, torch.ones_like(labels))
+    ranks = torch.arange(k, device=labels.device).expand_as(labels)
+    first = torch.full_like(votes, k).scatter_reduce_(1, labels, ranks, reduce="amin")
+    return (votes * (k + 1) + (k - first)).argmax(dim=1)
 
 
 def argmax_lowest(scores: Tensor) -> Tensor:

@@ -38,7 +38,7 @@ def test_flatten_params_nests_dots_stringifies_and_truncates():
     assert flat["model.encoder.width"] == "64"
     assert flat["optim.lr"] == "0.3" and flat["optim.betas"] == "(0.9, 0.999)"
     assert len(flat["note"]) == PARAM_VALUE_LIMIT and flat["note"].endswith("...")
-    assert flat["bad key_"] == "None"
+    assert "bad key_" not in flat  # None says nothing: left out
 
 
 def test_mlflow_tracker_records_nested_runs_params_metrics_and_artifacts(tmp_path):

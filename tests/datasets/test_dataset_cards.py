@@ -29,12 +29,13 @@ def test_every_card_ships_and_reads() -> None:
 def test_unknown_card_lists_the_cards() -> None:
     with pytest.raises(ValueError, match="unknown dataset card 'cifar11'; cards: cifar10, cifar10-lt"):
         get_card("cifar11")
-    with pytest.raises(ValueError, match=r"unknown dataset card or source 'cifar11'.*cards: .*source kinds: sklearn"):
+    with pytest.raises(ValueError, match=r"unknown dataset card or source 'cifar11' \(did you mean 'cifar10'\?\); "
+                                         r"cards: .*source kinds: .*sklearn:"):
         load_dataset("cifar11")
 
 
 def test_unknown_source_kind_lists_the_kinds() -> None:
-    with pytest.raises(ValueError, match="unknown source 'zip:foo'; source kinds: sklearn, torchvision, imagefolder"):
+    with pytest.raises(ValueError, match="unknown source kind 'zip'; source kinds: hf, idx, imagefolder, sklearn"):
         load_dataset("zip:foo")
     with pytest.raises(ValueError, match="unknown scikit-learn dataset 'iris'"):
         load_dataset("sklearn:iris")

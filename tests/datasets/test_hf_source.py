@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from tempbench.datasets import load_dataset
-from tempbench.datasets.hf import import_hf_datasets
+from tempbench.datasets.sources.huggingface import import_hf_datasets
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-import tempbench.datasets.imagefolder as imagefolder
+import tempbench.datasets.sources.image_folder as imagefolder
 from tempbench.datasets import load_dataset
 
 COLOURS = {"cat": (200, 30, 10), "dog": (10, 120, 240)}

@@ -87,3 +87,20 @@ def test_class_groups() -> None:
     # thirds follow the counts, not the label order
     assert class_groups([1, 50, 200])["head"] == [2] and class_groups([1, 50, 200])["tail"] == [0]
     assert set(class_groups(CIFAR10_LT)) == {"many", "medium", "few", "head", "mid", "tail"}
+
+
+def test_shot_groups_use_the_100_and_20_boundaries():
+    groups = class_groups([500, 101, 100, 20, 19, 3])
+    assert groups["many"] == [0, 1]
+    assert groups["medium"] == [2, 3]
+    assert groups["few"] == [4, 5]
+
+
+@pytest.mark.parametrize(("counts", "expected"), [
+    ([9, 8, 7, 6, 5, 4], ([0, 1], [2, 3], [4, 5])),
+    ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], ([6, 7, 8, 9], [3, 4, 5], [0, 1, 2])),  # C=10: the extra class goes to head
+    ([5] * 11, ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10])),  # C=11: head, then mid; equal counts by class index
+])
+def test_third_groups_order_by_count_and_give_extras_to_head_then_mid(counts, expected):
+    groups = class_groups(counts)
+    assert tuple(groups[g] for g in ("head", "mid", "tail")) == expected

@@ -5,6 +5,7 @@ without the positive in the denominator. The test suite puts this folder on sys.
 
     [tempbench.strategies]
     example_decoupled = tempbench_example_plugin:Decoupled
+    example_decoupled_pairs = tempbench_example_plugin:DecoupledImageText
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from tempbench.strategies import Step, StepOut, Strategy
+from tempbench.strategies import Clock, StepOut, Strategy
 from tempbench.strategies.losses import non_negative_mask, similarity_matrix
 
 
@@ -29,12 +30,13 @@ class DecoupledConfig:
 
 class Decoupled(Strategy):
     Config = DecoupledConfig
+    tau_hyperparameters = ("tau",)
 
     def __init__(self, num_samples: int, config: DecoupledConfig) -> None:
         super().__init__(num_samples, config)
         self.register_buffer("tau", torch.tensor(config.tau))
 
-    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, step: Step) -> StepOut:
+    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, step: Clock) -> StepOut:
         batch = z1.shape[0]
         logits = similarity_matrix(z1, z2) / self.config.tau
         negatives = logits.masked_fill(non_negative_mask(batch, z1.device), float("-inf"))
@@ -48,3 +50,22 @@ class Decoupled(Strategy):
 
     def tau_bounds(self) -> tuple[float, float]:
         return (self.config.tau, self.config.tau)
+
+
+class DecoupledImageText(Decoupled):
+    """The same loss for image–caption pairs: each image anchor against the other captions, each caption anchor
+    against the other images. Its `pairing` attribute is what the registry files it under."""
+
+    pairing = "image_text"
+
+    def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, step: Clock) -> StepOut:
+        batch = z1.shape[0]
+        sim = z1 @ z2.T / self.config.tau
+        eye = torch.eye(batch, dtype=torch.bool, device=z1.device)
+        rows = torch.cat([sim, sim.T]).masked_fill(eye.repeat(2, 1), float("-inf"))
+        loss = (torch.logsumexp(rows, dim=1) - sim.diagonal().repeat(2)).mean()
+        tau = torch.full((batch, 2), self.config.tau, dtype=z1.dtype, device=z1.device)
+        return StepOut(loss=loss, tau=tau, logs={"tau": tau[0, 0]})
+
+    def temperatures(self) -> Tensor:
+        return self.tau.expand(self.num_samples, 2).clone()

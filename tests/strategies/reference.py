@@ -47,8 +47,18 @@ def decoupled(a: Tensor, b: Tensor, tau: float) -> Tensor:
     return total / batch
 
 
+def first_visit_gamma(sample: int, batch: list[int], u: dict[int, float], gamma: float, rule: str) -> float:
+    """γ_i of one sample under the three first-visit rules (README.md, "First visit"), from their definitions."""
+    if rule == "sample":
+        return 1.0 if sample not in u else gamma
+    if rule == "batch":
+        return 1.0 if all(s not in u for s in batch) else gamma
+    return gamma  # "none"
+
+
 def sog_step(a: Tensor, b: Tensor, idx: list[int], u: dict[int, float], tau: dict[int, float], gamma: float,
-             rho: float = 0.0, grad_clip: float | None = None) -> tuple[Tensor, dict[int, float], dict[int, float]]:
+             rho: float = 0.0, grad_clip: float | None = None,
+             first_visit: str = "sample") -> tuple[Tensor, dict[int, float], dict[int, float]]:
     """One SogCLR/iSogCLR step (steps 1–6). u: sample -> u value (absent = never visited); tau: sample -> τ_i.
 
     Returns (surrogate loss, new u entries, τ-gradient G_i per sample).
@@ -60,7 +70,7 @@ def sog_step(a: Tensor, b: Tensor, idx: list[int], u: dict[int, float], tau: dic
     for r, (i, _, _, negs) in enumerate(rows):
         view, sample = r // batch, idx[i]
         g = sum(torch.exp(n.detach() / tau[sample]) for n in negs) / k_neg
-        gamma_i = 1.0 if sample not in u else gamma
+        gamma_i = first_visit_gamma(sample, idx, u, gamma, first_visit)
         u_view[(view, i)] = (1 - gamma_i) * u.get(sample, 0.0) + gamma_i * g
     loss = 0.0
     grads: dict[int, float] = {}

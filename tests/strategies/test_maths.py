@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tempbench.strategies import Step, create_strategy
+from tempbench.strategies import Clock, create_strategy
 from tests.strategies import reference as ref
 from tests.strategies.test_reference import make_inputs
 
@@ -20,8 +20,8 @@ def test_gamma_one_gradient_is_tau_times_decoupled_loss_gradient() -> None:
         a, b = make_inputs(5, 7, seed=0)
         s = create_strategy(name, num_samples=20, **hp).double()
         # a visited state must not matter when γ = 1
-        s.update(s(a, b, torch.arange(5), Step()), torch.arange(5), Step())
-        out = s(a, b, torch.arange(5), Step())
+        s.update(s(a, b, torch.arange(5), Clock()), torch.arange(5), Clock())
+        out = s(a, b, torch.arange(5), Clock())
         torch.testing.assert_close(grads(out.loss, a, b), tau * grads(ref.decoupled(a, b, tau), a, b))
 
 
@@ -32,11 +32,11 @@ def test_sogclr_and_isogclr_agree_when_tau_is_frozen() -> None:
     for t, batch in enumerate([[0, 1, 2, 3], [2, 3, 4, 5], [5, 0, 6, 7]]):
         a, b = make_inputs(4, 6, seed=t)
         idx = torch.tensor(batch)
-        o1, o2 = sog(a, b, idx, Step(step=t)), iso(a, b, idx, Step(step=t))
+        o1, o2 = sog(a, b, idx, Clock(step=t)), iso(a, b, idx, Clock(step=t))
         torch.testing.assert_close(o1.loss, o2.loss)
         torch.testing.assert_close(grads(o1.loss, a, b), grads(o2.loss, a, b))
-        sog.update(o1, idx, Step(step=t))
-        iso.update(o2, idx, Step(step=t))
+        sog.update(o1, idx, Clock(step=t))
+        iso.update(o2, idx, Clock(step=t))
     torch.testing.assert_close(sog.log_u, iso.log_u)
     assert torch.all(iso.tau == 0.3)
 
@@ -47,7 +47,7 @@ def test_tau_gradient_equals_finite_difference_of_robust_objective() -> None:
     a, b = make_inputs(4, 5, seed=7)
     s = create_strategy("isogclr", num_samples=8, tau_init=tau, gamma=1.0, rho=rho, grad_clip=None).double()
     s.tau.fill_(tau)
-    out = s(a.detach(), b.detach(), torch.arange(4), Step())
+    out = s(a.detach(), b.detach(), torch.arange(4), Clock())
     rows = ref.anchors(a.detach(), b.detach())
     batch = 4
     for i in range(batch):
@@ -65,9 +65,9 @@ def test_equal_negatives_drive_tau_to_tau_min() -> None:
     s = create_strategy("isogclr", num_samples=batch, tau_init=0.5, tau_min=0.05, rho=0.4, eta=0.1)
     idx = torch.arange(batch)
     for t in range(40):
-        out = s(z, z.clone(), idx, Step(step=t))
+        out = s(z, z.clone(), idx, Clock(step=t))
         torch.testing.assert_close(out.saved["tau_grad"], torch.full((batch,), 0.4))
-        s.update(out, idx, Step(step=t))
+        s.update(out, idx, Clock(step=t))
     assert torch.all(s.temperatures() == torch.tensor(0.05))
 
 
@@ -79,8 +79,8 @@ def test_tau_stays_within_bounds_and_untouched_samples_keep_state() -> None:
         idx = torch.randperm(n, generator=gen)[:8]
         a, b = torch.randn(8, 16, generator=gen), torch.randn(8, 16, generator=gen)
         before = {k: v.clone() for k, v in s.state_dict().items()}
-        out = s(a, b, idx, Step(step=t))
-        s.update(out, idx, Step(step=t))
+        out = s(a, b, idx, Clock(step=t))
+        s.update(out, idx, Clock(step=t))
         assert torch.all((s.tau >= 0.1) & (s.tau <= 0.3))
         untouched = torch.ones(n, dtype=torch.bool)
         untouched[idx] = False
@@ -94,7 +94,7 @@ def test_log_domain_stays_finite_at_tiny_tau() -> None:
     a = torch.randn(16, 32)
     b = a + 0.01 * torch.randn(16, 32)
     s = create_strategy("isogclr", num_samples=16, tau_init=0.005, tau_min=0.005)
-    out = s(a.requires_grad_(), b, torch.arange(16), Step())
+    out = s(a.requires_grad_(), b, torch.arange(16), Clock())
     out.loss.backward()
-    s.update(out, torch.arange(16), Step())
+    s.update(out, torch.arange(16), Clock())
     assert torch.isfinite(out.loss) and torch.isfinite(a.grad).all() and torch.isfinite(s.log_u).all()

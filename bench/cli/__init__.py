@@ -1,0 +1,78 @@
+"""The `tempbench` command line: parsers in `parser.py`, one implementation module per command, imported when the
+command runs.
+
+Exit codes: 0 done; 1 a run failed (e.g. its loss became NaN); 2 a usage error (a bad name, value or file: one
+line naming it, no traceback); 130 interrupted (one line saying what was kept and how to resume). Anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from .parser import build_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    module, _, function = args.impl.partition(":")
+    name = f"tempbench {args.command}"
+    try:
+        return int(getattr(importlib.import_module(module), function)(args) or 0)
+    except BrokenPipeError:  # e.g. `tempbench metrics | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted. Finished runs and trials are kept; run the same command again to resume:\n"
+              f"  tempbench {shlex.join(argv)}", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return report_failure(name, exc)
+
+
+def report_failure(name: str, exc: Exception) -> int:
+    """One line for what the user can fix or what stopped a run; the traceback for everything else."""
+    from tempbench.train import NonFiniteLossError
+
+    if isinstance(exc, NonFiniteLossError):
+        print(f"{name}: run stopped: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(exc, (ValueError, FileNotFoundError)) and raised_by_tempbench(exc):
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    traceback.print_exception(exc)
+    print(f"{name}: failed with an unexpected {type(exc).__name__} (a bug: please report it with the traceback "
+          f"above)", file=sys.stderr)
+    return 1
+
+
+def raised_by_tempbench(exc: BaseException) -> bool:
+    """Whether the innermost frame that raised `exc` is tempbench's own code (its checks raise ValueError and
+    FileNotFoundError on purpose); a ValueError from inside a library (e.g. matplotlib) is not the user's fault."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    filename = str(Path(tb.tb_frame.f_code.co_filename).resolve())
+    return any(filename.startswith(d) for d in tempbench_dirs())
+
+
+def tempbench_dirs() -> tuple[str, ...]:
+    """The folders of tempbench's own code: the package and its strategies and datasets sub-packages (separate
+    folders in an editable install)."""
+    import tempbench.datasets
+    import tempbench.strategies
+
+    return tuple(str(Path(m.__file__).resolve().parent) for m in (sys.modules["tempbench"], tempbench.strategies,
+                                                                  tempbench.datasets))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

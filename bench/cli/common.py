@@ -1,0 +1,67 @@
+"""What several commands share: the tracker from the tracking options, where its runs went, seeds lists, JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from tempbench.tracking import Tracker, create_tracker, ui_command
+
+
+def make_tracker(args: argparse.Namespace, out: Path) -> Tracker:
+    return create_tracker(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, out_dir=out)
+
+
+def tracking_hint(args: argparse.Namespace, out: Path) -> str:
+    """Where the MLflow runs went, as a line to print (empty with --no-tracking)."""
+    if args.no_tracking:
+        return ""
+    if args.tracking_uri:
+        return f"MLflow runs: {args.tracking_uri}"
+    return f"MLflow runs: {ui_command(out)}"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0,1,2" or "0-4" (inclusive) -> the seeds; a bare count is refused as ambiguous."""
+    try:
+        if "-" in text.strip("-"):
+            low, high = (int(x) for x in text.split("-", 1))
+            seeds = list(range(low, high + 1))
+        elif "," in text:
+            seeds = [int(x) for x in text.split(",") if x.strip()]
+        else:
+            n = int(text)
+            raise ValueError(f"--seeds {n} is ambiguous: write --seeds 0-{n - 1} for {n} seeds, or --seeds {n},"
+                             f" for seed {n} alone")
+    except ValueError as exc:
+        if "ambiguous" in str(exc):
+            raise
+        raise ValueError(f"--seeds takes a list (0,1,2) or a range (0-4), got {text!r}") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds needs distinct seeds >= 0, got {text!r}")
+    return seeds
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout with NaN/inf as null (strict JSON any parser reads)."""
+    print(json.dumps(_strict(data), indent=2, default=str))
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def note(text: str) -> None:
+    """A progress or where-it-went line: stderr, so stdout stays the result (and parseable with --json)."""
+    if text:
+        print(text, file=sys.stderr)

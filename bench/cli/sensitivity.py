@@ -1,0 +1,198 @@
+"""`tempbench sensitivity`: one Optuna study per strategy on one dataset, each trial a training run, then a report
+(`sensitivity.md`, CSVs, figures) of how much the final metric moves across each strategy's search space.
+
+    tempbench sensitivity --strategy fixed,isogclr --dataset cifar10-lt --trials 40 --epochs 50
+    tempbench sensitivity --strategy isogclr --dataset cifar10-lt --grid            # the strategy's paper-style grid
+    tempbench sensitivity ... --grid --grid-values rho=0.2,0.5 --set batch_size=128  # a reduced grid, run settings
+    tempbench sensitivity ... --workers 4                                            # 4 local processes, journal file
+    tempbench sensitivity ... --storage postgresql://u@db/optuna --study iso-lt      # same line on every machine
+
+Re-running a command resumes its studies. Each study is an MLflow parent run; its trials are nested child runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from tempbench.config import merge_flags, parse_literal, resolve_run_config
+from tempbench.eval import get_metric
+from tempbench.strategies import get_strategy_class
+from tempbench.study.report import summarize_study, write_report
+from tempbench.study.sensitivity import open_storage, resolve_storage, run_study
+from tempbench.study.trial import LogUniformSpace, RunnerTrialFn
+from tempbench.text import slug
+from tempbench.tracking import create_tracker, open_run, ui_command
+
+from .parser import DEFAULT_TRIALS
+from .run import parse_run_settings
+
+# A progress bar per trial only clutters a study's log; the monitor (kNN on a slice held out from training) feeds
+# the pruner and the validation metrics the study selects on. --set overrides these.
+STUDY_RUN_DEFAULTS = {"progress": False, "val_fraction": 0.1, "monitor_every": 1}
+OWNED_SETTINGS = {"seed": "--seed"}  # run settings the command itself decides
+
+
+def make_trial_fn(args: argparse.Namespace, parent_run_id: str | None = None) -> RunnerTrialFn:
+    """The trial function of this command: trains with the runner, nested under the study's MLflow run."""
+    return RunnerTrialFn(dataset=args.dataset, epochs=args.epochs, seed=args.seed, metric=args.metric,
+                         out_dir=str(output_dir(args)), tracking=not args.no_tracking, tracking_uri=args.tracking_uri,
+                         parent_run_id=parent_run_id, run_settings=run_settings(args))
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields every trial shares: the study defaults, then `--set key=value`; a strategy
+    hyperparameter or a setting the command owns is an error (the search decides those)."""
+    settings = merge_flags(parse_run_settings(args.set), {"epochs": args.epochs, "device": args.device})
+    owned = {k: v for k, v in OWNED_SETTINGS.items() if k in settings}
+    if owned:
+        raise ValueError("--set cannot set " + ", ".join(f"{k} (use {v})" for k, v in owned.items()))
+    if args.lr_range and "lr" in settings:
+        raise ValueError("--set lr=... and --lr-range contradict each other; give one")
+    return {**STUDY_RUN_DEFAULTS, **settings}
+
+
+def grid_values_for(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, list]]:
+    """Per strategy, the grid values `--grid-values [STRATEGY.]PARAM=V1,V2,...` replace; an unqualified PARAM goes to
+    every strategy whose grid has it. A value that reaches no strategy is an error."""
+    if args.grid_values and not args.grid:
+        raise ValueError("--grid-values reduces or replaces a --grid study's grid; add --grid")
+    found: dict[str, dict[str, list]] = {name: {} for name in names}
+    for item in args.grid_values:
+        key, sep, raw = item.partition("=")
+        owner, _, param = key.strip().rpartition(".")
+        values = [parse_literal(v.strip()) for v in raw.split(",") if v.strip()]
+        if not sep or not param or not values:
+            raise ValueError(f"--grid-values expects [STRATEGY.]PARAM=V1,V2,..., got {item!r}")
+        targets = [owner] if owner else [n for n in names if param in get_strategy_class(n).search_grid()]
+        if not targets or any(t not in found for t in targets):
+            raise ValueError(f"--grid-values {item!r} matches none of the grids of {names}")
+        for target in targets:
+            found[target][param] = values
+    return found
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run or resume the study of every strategy, write the report, print where it is (or JSON with --json)."""
+    names, out = check_args(args), output_dir(args)
+    grids = grid_values_for(args, names)
+    if args.storage:  # a bad URL fails here, before any file is written or any training
+        open_storage(resolve_storage(args.storage, out, args.workers))
+    out.mkdir(parents=True, exist_ok=True)
+    tracker = create_tracker(not args.no_tracking, args.tracking_uri, out)
+    summaries, studies, parents = {}, {}, {}
+    with ExitStack() as stack:
+        for name in names:
+            study_name = study_name_for(args, name, several=len(names) > 1)
+            parents[name] = stack.enter_context(open_run(
+                tracker, f"sensitivity-{study_name}", _run_params(args, name, grids[name]),
+                tags={"tempbench.kind": "sensitivity"}))
+            studies[name], summaries[name] = _study(args, name, study_name, grids[name], parents[name].run_id)
+            tracker.log_metrics(parents[name], {k: v for k, v in summaries[name].items()
+                                                if k in ("best", "median", "worst", "iqr", "gap") and v is not None})
+        report = write_report(summaries, studies, out, command=command_line(args))
+        for parent in parents.values():
+            tracker.log_artifact(parent, report, artifact_dir="report")
+            tracker.log_artifact(parent, out / "sensitivity.csv", artifact_dir="report")
+    _print_result(args, summaries, report, ui_command(out) if not (args.no_tracking or args.tracking_uri) else None)
+    return 0
+
+
+def _study(args: argparse.Namespace, name: str, study_name: str, grid_values: dict[str, list],
+           parent_run_id: str | None) -> tuple[Any, dict[str, Any]]:
+    """Run (or resume) one strategy's study, its trials nested under `parent_run_id`; (study, summary)."""
+    study = run_study(name, make_trial_fn(args, parent_run_id), n_trials=_trials(args), grid=args.grid,
+                      storage=args.storage, study_name=study_name, out_dir=output_dir(args), seed=args.seed,
+                      epochs=args.epochs, workers=args.workers, grid_values=grid_values, metric=args.metric,
+                      extra_space=LogUniformSpace("lr", *args.lr_range) if args.lr_range else None)
+    return study, summarize_study(study)
+
+
+def check_args(args: argparse.Namespace) -> list[str]:
+    """The strategy names; every bad option raises ValueError naming the valid values, before any work."""
+    names = [n.strip() for n in args.strategy.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"--strategy needs distinct comma-separated names, got {args.strategy!r}")
+    for name in names:
+        get_strategy_class(name)  # unknown -> ValueError listing the registered strategies
+    for option in ("trials", "epochs", "workers"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            raise ValueError(f"--{option} must be >= 1, got {getattr(args, option)}")
+    if args.grid and args.lr_range:
+        raise ValueError("--lr-range applies to the TPE search; a --grid study keeps the runner's learning rate")
+    if args.lr_range and not 0 < args.lr_range[0] < args.lr_range[1]:
+        raise ValueError(f"--lr-range needs 0 < LOW < HIGH, got {args.lr_range}")
+    _check_run_settings(args, names)
+    return names
+
+
+def _check_run_settings(args: argparse.Namespace, names: list[str]) -> None:
+    """A --set key or value the runner would refuse fails here, before any study is created."""
+    for name in names:
+        resolve_run_config(name, args.dataset, settings={**run_settings(args), "seed": args.seed})
+    metric = get_metric(args.metric)
+    if metric.split != "val":
+        raise ValueError(f"--metric {args.metric} is measured on the test split; a study optimises, prunes and "
+                         f"ranks on data held out from training only: use a val_ metric (e.g. val_knn200_top1)")
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else Path("runs") / f"sensitivity-{slug(args.dataset)}"
+
+
+def study_name_for(args: argparse.Namespace, strategy: str, several: bool) -> str:
+    """--study as given (suffixed by the strategy when several share the command), else "STRATEGY-DATASET"."""
+    if args.study:
+        return f"{args.study}-{strategy}" if several else args.study
+    return f"{strategy}-{slug(args.dataset)}"
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces (or resumes) these studies, for the report."""
+    parts = ["tempbench", "sensitivity", "--strategy", args.strategy, "--dataset", args.dataset]
+    for option in ("trials", "storage", "study", "epochs", "seed", "workers", "out", "metric", "tracking_uri"):
+        value = getattr(args, option)
+        if value is not None:
+            parts += [f"--{option.replace('_', '-')}", redact(str(value))]
+    parts += ["--grid"] * args.grid + ["--no-tracking"] * args.no_tracking
+    parts += ["--lr-range", *map(str, args.lr_range)] if args.lr_range else []
+    parts += [part for item in args.grid_values for part in ("--grid-values", item)]
+    parts += [part for item in args.set for part in ("--set", item)]
+    return shlex.join(parts)
+
+
+def redact(url: str) -> str:
+    """`url` with any password replaced by ***, for reports and tracking (postgresql://user:secret@host/db)."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def _trials(args: argparse.Namespace) -> int | None:
+    return args.trials if args.trials is not None or args.grid else DEFAULT_TRIALS
+
+
+def _run_params(args: argparse.Namespace, strategy: str, grid_values: dict[str, list]) -> dict[str, Any]:
+    return {"strategy": strategy, "dataset": args.dataset, "trials": _trials(args), "grid": args.grid,
+            "epochs": args.epochs, "seed": args.seed, "workers": args.workers, "metric": args.metric,
+            "storage": redact(args.storage) if args.storage else "default", "run": run_settings(args),
+            "grid_values": grid_values}
+
+
+def _print_result(args: argparse.Namespace, summaries: dict, report: Path, ui: str | None) -> None:
+    if args.json:
+        print(json.dumps({"report": str(report), "studies": summaries}, indent=2, default=str))
+        return
+    for name, s in summaries.items():
+        print(f"{name:<12} best {_num(s['best'])}  median {_num(s['median'])}  IQR {_num(s['iqr'])}  "
+              f"gap {_num(s['gap'])}  ({s['n_complete']} complete, {s['n_pruned']} pruned)")
+    print(f"report: {report}")
+    if ui:
+        print(f"MLflow: {ui}")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

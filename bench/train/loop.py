@@ -1,0 +1,110 @@
+"""The inner loop: one epoch of contrastive training, one step, the per-epoch numbers, the validation kNN monitor.
+
+Data stay resident on the device as uint8 and are augmented there; the host syncs only every `log_every` steps
+(progress, NaN check). Per-epoch generators seeded by (seed, epoch) make a resumed run equal an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tempbench.eval import extract_features, knn_predict, prepare_features, search_neighbors
+from tempbench.strategies import Clock, StepOut
+
+from .setup import AUGMENT, ORDER, Setup, seed_for
+
+MONITOR_K, MONITOR_T = 200, 0.1  # the kNN protocol of the final evaluation, on the held-out validation slice
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+def train_one_epoch(setup: Setup, epoch: int, step: int) -> tuple[dict[str, float], int]:
+    """One pass over a fresh permutation of the training images (drop_last), starting at global step `step`.
+    Returns (the epoch's metrics, the next global step). Raises NonFiniteLossError naming the first bad step."""
+    cfg, device, spe = setup.config, setup.device, setup.steps_per_epoch
+    setup.model.train()
+    perm = torch.randperm(len(setup.images), generator=torch.Generator().manual_seed(seed_for(cfg.seed, epoch, ORDER)))
+    perm = perm.to(device)
+    aug_gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, epoch, AUGMENT))
+    loss_sum = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    bar = tqdm(total=spe, disable=not cfg.progress, leave=False, desc=f"{cfg.strategy} {epoch + 1}/{cfg.epochs}")
+    start, out = time.perf_counter(), None
+    for i in range(spe):
+        idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        clock = Clock(step=step + i, epoch=epoch, epochs=cfg.epochs, steps_per_epoch=spe)
+        out = train_step(setup, idx, clock, aug_gen)
+        loss = out.loss.detach()
+        loss_sum += loss
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), clock.step, first_bad)
+        if (i + 1) % cfg.log_every == 0 or i + 1 == spe:
+            _sync_and_check(bar, first_bad, loss, out, epoch, views=2 * cfg.batch_size * (i + 1),
+                            seconds=time.perf_counter() - start)
+            bar.update((i + 1) - bar.n)
+    bar.close()
+    return epoch_metrics(setup, loss_sum / spe, out, time.perf_counter() - start), step + spe
+
+
+def _sync_and_check(bar: Any, first_bad: Tensor, loss: Tensor, out: StepOut, epoch: int, views: int,
+                    seconds: float) -> None:
+    """The one host sync of `log_every` steps: stop on a non-finite loss, else refresh the progress bar."""
+    if int(first_bad) >= 0:
+        bar.close()
+        raise NonFiniteLossError(f"loss became {float(loss)} at step {int(first_bad)} (epoch {epoch + 1})")
+    bar.set_postfix(loss=f"{float(loss):.4f}", tau=f"{float(out.tau.mean()):.3f}", views_s=f"{views / seconds:.0f}")
+
+
+def train_step(setup: Setup, idx: Tensor, clock: Clock, aug_gen: torch.Generator) -> StepOut:
+    """Augment → encode both views in one batch → strategy loss → optimiser and schedule → strategy update."""
+    cuda = setup.device.type == "cuda"
+    v1, v2 = setup.augment(setup.images[idx], aug_gen)
+    views = torch.cat([v1, v2])
+    if cuda:
+        views = views.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=cuda):
+        z1, z2 = setup.model(views).chunk(2)
+    out = setup.strategy(z1, z2, idx, clock)  # float32 inside, whatever autocast gave
+    setup.optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    setup.optimizer.step()
+    setup.scheduler.step()
+    setup.strategy.update(out, idx, clock)
+    return out
+
+
+def epoch_metrics(setup: Setup, mean_loss: Tensor, out: StepOut, elapsed: float) -> dict[str, float]:
+    """Per-epoch numbers for tracking: loss, learning rate, throughput, τ over all training samples, and the
+    strategy's own logs of the epoch's last batch (prefixed `batch_`)."""
+    cfg = setup.config
+    tau = setup.strategy.temperatures().float()
+    q = torch.quantile(tau, torch.tensor([0.1, 0.5, 0.9], device=tau.device))
+    metrics = {"loss": float(mean_loss), "lr": float(setup.scheduler.get_last_lr()[0]),
+               "views_per_s": 2 * cfg.batch_size * setup.steps_per_epoch / elapsed,
+               "tau_mean": float(tau.mean()), "tau_min": float(tau.min()), "tau_max": float(tau.max()),
+               "tau_q10": float(q[0]), "tau_q50": float(q[1]), "tau_q90": float(q[2])}
+    for key, value in out.logs.items():
+        metrics.setdefault(f"batch_{key}", float(value))
+    return metrics
+
+
+def monitor_knn(setup: Setup) -> float:
+    """kNN top-1 (k=200, T=0.1) of the held-out validation slice against the contrastive-training images: a
+    label-using monitor that never touches the test set. NaN when nothing is held out."""
+    if len(setup.val_idx) == 0:
+        return math.nan
+    data = setup.data
+    bank = prepare_features(extract_features(setup.model, setup.images, data.mean, data.std, setup.device))
+    queries = prepare_features(extract_features(setup.model, data.train_images[setup.val_idx], data.mean, data.std,
+                                                setup.device))
+    neighbors = search_neighbors(bank, queries, MONITOR_K, backend=setup.config.eval_backend)
+    bank_labels = data.train_labels[setup.train_idx].to(bank.device)
+    pred = knn_predict(neighbors, bank_labels, data.num_classes, MONITOR_K, MONITOR_T)
+    return 100.0 * float((pred.cpu() == data.train_labels[setup.val_idx]).double().mean())

@@ -1,0 +1,134 @@
+"""A finished run -> its evaluation (every registered metric), τ analytics and the flat result row."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tempbench.datasets.files import write_atomic
+from tempbench.eval import Evaluation, LabelledFeatures, evaluate, extract_features, summarize_tau, tau_row_fields
+from tempbench.provenance import device_name, git_commit, package_versions
+
+from .setup import Setup
+
+PER_CLASS = ("knn200", "linear")  # classifiers whose per-class accuracy the row keeps (JSON lists)
+
+
+@dataclasses.dataclass
+class TauReport:
+    """Per-sample τ of a per-sample strategy with its class analytics (tempbench.eval.summarize_tau)."""
+
+    tau: torch.Tensor  # (N_train,) CPU
+    labels: torch.Tensor  # (N_train,) CPU
+    summary: dict[str, Any]
+
+    def write(self, folder: Path, title: str = "") -> list[Path]:
+        """tau_per_sample.csv, tau_by_class.csv and the τ-vs-frequency figure in `folder`, each atomically; a file
+        that cannot be written is an `ArtifactWarning` naming it, and the others are still written."""
+        import pandas as pd  # optional here: the training path runs where only torch and numpy are installed
+
+        from tempbench.eval import save_tau_figure
+
+        per_sample = pd.DataFrame({"sample": range(len(self.tau)), "label": self.labels.numpy(),
+                                   "tau": self.tau.numpy()})
+        writers = {"tau_per_sample.csv": lambda p: write_atomic(p, lambda fh: per_sample.to_csv(fh, index=False)),
+                   "tau_by_class.csv": lambda p: write_atomic(p, lambda fh: self.summary["table"].to_csv(fh,
+                                                                                                     index=False)),
+                   "tau_vs_frequency.png": lambda p: save_tau_figure(self.summary, p, title=title)}
+        return [p for name, write in writers.items() if (p := write_or_warn(folder / name, write)) is not None]
+
+
+class ArtifactWarning(UserWarning):
+    """A figure or table of a finished run could not be written; the run and its row are kept."""
+
+
+def write_or_warn(path: Path, write: Any) -> Path | None:
+    """write(path); on failure an ArtifactWarning naming the file, and None."""
+    try:
+        write(path)
+    except Exception as exc:  # a figure or table must never cost a finished run
+        warnings.warn(f"could not write {path}: {type(exc).__name__}: {exc}", ArtifactWarning, stacklevel=2)
+        return None
+    return path
+
+
+def features_of(setup: Setup, images: torch.Tensor) -> torch.Tensor:
+    data = setup.data
+    return extract_features(setup.model, images, data.mean, data.std, setup.device)
+
+
+def build_evaluations(setup: Setup) -> dict[str, Evaluation]:
+    """{"test": ..., "val": ... (only with a held-out slice)}: the bank is always the images contrastive training
+    saw; the test split is evaluated once, the held-out slice is what selection may read."""
+    data, cfg = setup.data, setup.config
+    bank = LabelledFeatures(features_of(setup, setup.images), data.train_labels[setup.train_idx])
+    balanced = None
+    if data.uncut_train_images is not None:
+        balanced = LabelledFeatures(features_of(setup, data.uncut_train_images), data.uncut_train_labels)
+    options = {"num_classes": data.num_classes, "seed": cfg.seed, "backend": cfg.eval_backend}
+    out = {"test": Evaluation(bank, LabelledFeatures(features_of(setup, data.test_images), data.test_labels),
+                              data.class_counts, balanced_bank=balanced, **options)}
+    if len(setup.val_idx):
+        held = LabelledFeatures(features_of(setup, data.train_images[setup.val_idx]), data.train_labels[setup.val_idx])
+        out["val"] = Evaluation(bank, held, data.class_counts, **options)
+    return out
+
+
+def evaluate_run(setup: Setup) -> tuple[dict[str, Any], TauReport | None]:
+    """Every registered metric (test, and val where a slice is held out), per-class accuracies, the probe's
+    diagnostics, and for per-sample-τ strategies the τ analytics."""
+    evaluations = build_evaluations(setup)
+    metrics: dict[str, Any] = {}
+    for split, ev in evaluations.items():
+        metrics |= evaluate(ev, split=split)
+    test = evaluations["test"]
+    metrics |= probe_diagnostics(test)
+    metrics |= {f"per_class_{c}": json.dumps(test.per_class(_predictions(test, c))) for c in PER_CLASS}
+    tau_report = None
+    if setup.strategy.per_sample_tau:
+        tau = setup.strategy.temperatures().float().cpu()
+        labels = setup.data.train_labels[setup.train_idx].cpu()
+        tau_report = TauReport(tau, labels, summarize_tau(tau, labels, setup.data.class_counts))
+    return metrics, tau_report
+
+
+def _predictions(ev: Evaluation, classifier: str) -> torch.Tensor | None:
+    return ev.knn(200, 0.1) if classifier == "knn200" else ev.probe_predictions("full")
+
+
+def probe_diagnostics(ev: Evaluation) -> dict[str, Any]:
+    """The full probe's chosen λ, its validation accuracy and whether its fit converged."""
+    probe = ev.probe("full")
+    out = {"linear_wd": float(probe.wd), "linear_val_top1": float(probe.val_top1)}
+    for key in ("iterations", "grad_norm", "converged", "wd_at_edge"):
+        if hasattr(probe, key):
+            out[f"linear_{key}"] = getattr(probe, key)
+    return out
+
+
+def build_row(setup: Setup, progress: Any, metrics: dict[str, Any], tau_report: TauReport | None, run_id: str,
+              times: dict[str, float]) -> dict[str, Any]:
+    """The flat result row of one run: what ran (resolved configuration, data, provenance) and every number."""
+    cfg, data = setup.config, setup.data
+    tau_fields = tau_row_fields(tau_report.summary) if tau_report else {"tau_spearman": float("nan"),
+                                                                        "tau_by_class": ""}
+    last = progress.history[-1] if progress.history else {}
+    return {
+        "run_id": run_id, "strategy": cfg.strategy, "hyperparameters": json.dumps(cfg.hyperparameters),
+        "dataset": data.name, "long_tail": json.dumps(data.long_tail), "class_counts": json.dumps(data.class_counts),
+        "lt_hash": data.lt_hash, "subset_seed": cfg.subset_seed, "num_train": len(setup.train_idx),
+        "num_val": len(setup.val_idx), "seed": cfg.seed, "encoder": cfg.encoder, "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "image_size": data.image_size,
+        **metrics, **tau_fields,
+        "final_loss": last.get("loss", float("nan")), "final_knn_monitor": last.get("knn_monitor", float("nan")),
+        "tau_mean": last.get("tau_mean", float("nan")),
+        **times, "device": device_name(setup.device), "versions": json.dumps(package_versions()),
+        "git_commit": git_commit(), "config_hash": cfg.hash(), "config": json.dumps(cfg.to_dict()),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,50 @@
+"""`ImageTextGCL`: what the image–text strategies built on the global contrastive loss share (`sogclr`, `isogclr`
+and `rgclg` with pairing "image_text"): the moving averages log u of both sides, the γ schedule and the first-visit
+rule (README.md, `sogclr` (image_text))."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import Clock, StepOut, Strategy, check_choice, check_range
+from .bimodal_losses import GAMMA_SCHEDULES, BimodalGCLStep, gamma_at, gcl_step, similarity
+from .losses import FIRST_VISIT_RULES
+
+
+def check_moving_average(config: Any) -> None:
+    """Validate the estimator fields every image–text GCL config has: gamma, gamma_schedule, gamma_decay_epochs,
+    first_visit."""
+    check_range("gamma", config.gamma, 0.0, 1.0, low_open=True)
+    check_choice("gamma_schedule", config.gamma_schedule, GAMMA_SCHEDULES)
+    if config.gamma_decay_epochs is not None:
+        check_range("gamma_decay_epochs", config.gamma_decay_epochs, 0.0, None, low_open=True)
+    check_choice("first_visit", config.first_visit, FIRST_VISIT_RULES)
+
+
+class ImageTextGCL(Strategy):
+    """Base of the image–text GCL strategies. Buffer `log_u` (N, 2): log u of each pair's image anchor (column 0)
+    and text anchor (column 1), −inf = never visited. Subclasses pick each anchor's τ and call `gcl`."""
+
+    per_sample_state = True
+
+    def __init__(self, num_samples: int, config: Any) -> None:
+        super().__init__(num_samples, config)
+        self.register_buffer("log_u", torch.full((num_samples, 2), float("-inf")))
+
+    def gamma(self, clock: Clock) -> float:
+        """γ_e of this step's epoch under the configured schedule."""
+        c = self.config
+        return gamma_at(c.gamma, c.gamma_schedule, c.gamma_decay_epochs, clock)
+
+    def gcl(self, z_img: Tensor, z_txt: Tensor, idx: Tensor, clock: Clock, tau: Tensor,
+            include_positive: bool = False) -> BimodalGCLStep:
+        """The estimator step at per-anchor temperatures `tau` (B, 2), from the stored log u of the batch's pairs."""
+        return gcl_step(similarity(z_img, z_txt), tau, self.log_u[idx].to(z_img.dtype), self.gamma(clock),
+                        self.config.first_visit, include_positive)
+
+    @torch.no_grad()
+    def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
+        self.log_u[idx] = out.saved["log_u"].to(self.log_u.dtype)
