@@ -103,13 +103,13 @@ def _predictions(ev: Evaluation, classifier: str) -> torch.Tensor | None:
 
 
 def probe_diagnostics(ev: Evaluation) -> dict[str, Any]:
-    """The full probe's chosen λ, its validation accuracy and whether its fit converged."""
+    """The full probe's chosen λ and its validation accuracy, the λ grid it searched (and whether the choice sits at
+    an edge of it), and how its final fit converged (iterations, final max-abs gradient, converged or not)."""
     probe = ev.probe("full")
-    out = {"linear_wd": float(probe.wd), "linear_val_top1": float(probe.val_top1)}
-    for key in ("iterations", "grad_norm", "converged", "wd_at_edge"):
-        if hasattr(probe, key):
-            out[f"linear_{key}"] = getattr(probe, key)
-    return out
+    return {"linear_wd": float(probe.wd), "linear_val_top1": float(probe.val_top1),
+            "linear_wd_grid": json.dumps(list(probe.wd_grid)), "linear_wd_at_edge": bool(probe.at_edge),
+            "linear_iterations": int(probe.iterations), "linear_grad_norm": float(probe.grad_norm),
+            "linear_converged": bool(probe.converged), "linear_val_converged": bool(probe.val_converged)}
 
 
 def build_row(setup: Setup, progress: Any, metrics: dict[str, Any], tau_report: TauReport | None, run_id: str,
@@ -127,7 +127,7 @@ def build_row(setup: Setup, progress: Any, metrics: dict[str, Any], tau_report: 
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "image_size": data.image_size,
         **metrics, **tau_fields,
         "final_loss": last.get("loss", float("nan")), "final_knn_monitor": last.get("knn_monitor", float("nan")),
-        "tau_mean": last.get("tau_mean", float("nan")),
+        "tau_mean": last.get("tau_mean", float("nan")), "history": json.dumps(progress.history),
         **times, "device": device_name(setup.device), "versions": json.dumps(package_versions()),
         "git_commit": git_commit(), "config_hash": cfg.hash(), "config": json.dumps(cfg.to_dict()),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
