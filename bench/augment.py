@@ -132,6 +132,14 @@ class TwoViewAugment:
         params = self.sample_params(x.shape[0], x.shape[-2], x.shape[-1], generator, x.device, x.shape[1])
         return self.apply(x, params)
 
+    def slice_of(self, x: Tensor, generator: torch.Generator, start: int, batch: int) -> tuple[Tensor, Tensor]:
+        """Both views of rows [start, start + len(x)) of a global batch of `batch` images, x being those rows: the
+        parameters are drawn for the whole global batch (the same stream on every process), then sliced, so how a
+        batch is split over processes never changes its augmentation."""
+        params = self.sample_params(batch, x.shape[-2], x.shape[-1], generator, x.device, x.shape[1])
+        rows = torch.cat([torch.arange(start, start + len(x)), torch.arange(batch + start, batch + start + len(x))])
+        return self.apply(x, {k: v[rows.to(v.device)] for k, v in params.items()})
+
     def __repr__(self) -> str:
         return f"TwoViewAugment(recipe={self.recipe!r}, image_size={self.image_size}, mean={self.mean}, std={self.std})"
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from tempbench.datasets import get_card, list_cards
+from tempbench.names import did_you_mean
 from tempbench.strategies import get_strategy_class, list_strategies, reserve_hyperparameter_names
-from tempbench.text import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class RunConfig:
     subset_seed: int = 0  # which images the long-tail cut keeps: one subset across run seeds (the LDAM-DRW convention)
     image_size: int | None = None  # side of the images a run sees; None = the source's own (no card)
     encoder: str = "small_cnn"  # small_cnn | resnet18 | resnet50
+    norm: str = "batch"  # batch | group (batch-independent) | sync_batch (BatchNorm synchronised across processes)
     projector_hidden: int = 256
     projector_out: int = 128
     epochs: int = 20
@@ -58,6 +59,7 @@ class RunConfig:
     log_every: int = 10  # steps between host syncs (progress, NaN check)
     eval_backend: str = "auto"  # kNN backend: auto | faiss | torch (identical results)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU threads; 0 = auto: 1 or all cores, whichever steps faster on this machine right now
     progress: bool = True  # progress bars
     compile: bool = False  # torch.compile the encoder (nn.Module.compile, in place); same model, another kernel path
 
@@ -66,7 +68,7 @@ class RunConfig:
         for name in ("epochs", "batch_size", "projector_hidden", "projector_out", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("monitor_every", "checkpoint_every", "subset_seed", "seed"):
+        for name in ("monitor_every", "checkpoint_every", "subset_seed", "seed", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
@@ -77,6 +79,8 @@ class RunConfig:
             raise ValueError("monitor_every needs a validation slice to monitor: set val_fraction > 0 as well")
         if not 0.0 < self.long_tail <= 1.0:
             raise ValueError(f"long_tail (imbalance factor) must be in (0, 1], got {self.long_tail!r}")
+        if self.norm not in ("batch", "group", "sync_batch"):
+            raise ValueError(f"norm must be one of 'batch', 'group', 'sync_batch'; got {self.norm!r}")
         if self.image_size is not None and self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size!r}")
 
@@ -91,7 +95,7 @@ class RunConfig:
 
 
 # How a run executes, not what it computes: left out of the hash (eval backends give identical results).
-EXECUTION_SETTINGS = ("device", "progress", "log_every", "checkpoint_every", "compile", "eval_backend")
+EXECUTION_SETTINGS = ("device", "threads", "progress", "log_every", "checkpoint_every", "compile", "eval_backend")
 UNHASHED = ("seed", *EXECUTION_SETTINGS)
 # Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels.
 NOT_SETTINGS = ("strategy", "hyperparameters")

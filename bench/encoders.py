@@ -12,19 +12,37 @@ channels_last inputs (convolutions, BatchNorm, pooling and a spatial mean all ke
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from torch import Tensor, nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import ResNet
 
 MIN_IMAGE_SIZE = 8  # sklearn digits; every encoder is tested down to this size
+# "batch": BatchNorm (the SimCLR default); "group": GroupNorm, which depends on no other sample of the batch, so a
+# run split over processes computes exactly what one process computes (SyncBatchNorm does that only on CUDA).
+NORMS = ("batch", "group")
+GROUPS = 8  # GroupNorm groups (every width used here is a multiple of 8)
 
 
-def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3×3 conv (no bias: BatchNorm follows) → BatchNorm → ReLU, spatial size kept."""
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation after a conv (4-d input) or a hidden linear layer (2-d input: GroupNorm over features)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(GROUPS, channels), channels)
+    raise ValueError(f"unknown norm {kind!r}; valid: {', '.join(NORMS)}")
+
+
+def norm_layer_1d(kind: str, features: int) -> nn.Module:
+    return nn.BatchNorm1d(features) if kind == "batch" else norm_layer(kind, features)
+
+
+def conv_block(in_channels: int, out_channels: int, norm: str = "batch") -> nn.Sequential:
+    """3×3 conv (no bias: a normalisation follows) → norm → ReLU, spatial size kept."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
+        norm_layer(norm, out_channels),
         nn.ReLU(inplace=True),
     )
 
@@ -39,14 +57,14 @@ class SmallCNN(nn.Module):
     x: (B, in_channels, H, W) with H, W ≥ 8  ->  (B, feature_dim)
     """
 
-    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (32, 64, 128, 256)) -> None:
+    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (32, 64, 128, 256), norm: str = "batch") -> None:
         super().__init__()
         if not widths or any(w < 1 for w in widths):
             raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
         layers: list[nn.Module] = []
         channels = in_channels
         for i, width in enumerate(widths):
-            layers.append(conv_block(channels, width))
+            layers.append(conv_block(channels, width, norm))
             if i < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
             channels = width
@@ -57,7 +75,7 @@ class SmallCNN(nn.Module):
         return self.body(x).mean(dim=(2, 3))
 
 
-def adapt_resnet(net: ResNet, in_channels: int, cifar_stem: bool) -> ResNet:
+def adapt_resnet(net: ResNet, in_channels: int, cifar_stem: bool, norm: str = "batch") -> ResNet:
     """Turn a torchvision ResNet into a feature extractor: new first conv, optional CIFAR stem, `fc` → identity.
 
     The CIFAR stem (He et al., 2016, §4.2; SimCLR appendix B.9) is a 3×3 stride-1 first conv with no max-pool: the
@@ -68,6 +86,7 @@ def adapt_resnet(net: ResNet, in_channels: int, cifar_stem: bool) -> ResNet:
         net.maxpool = nn.Identity()
     else:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = norm_layer(norm, 64)
     net.feature_dim = net.fc.in_features
     net.fc = nn.Identity()
     return net
@@ -79,14 +98,15 @@ class Projector(nn.Module):
     Hidden linears have no bias (BatchNorm follows). x: (B, in_features) -> (B, out_features).
     """
 
-    def __init__(self, in_features: int, hidden: int = 512, out: int = 128, layers: int = 2) -> None:
+    def __init__(self, in_features: int, hidden: int = 512, out: int = 128, layers: int = 2,
+                 norm: str = "batch") -> None:
         super().__init__()
         if layers < 1 or hidden < 1 or out < 1:
             raise ValueError(f"Projector needs layers, hidden and out >= 1, got {layers=}, {hidden=}, {out=}")
         sizes = [in_features] + [hidden] * (layers - 1) + [out]
         modules: list[nn.Module] = []
         for i in range(layers - 1):
-            modules += [nn.Linear(sizes[i], sizes[i + 1], bias=False), nn.BatchNorm1d(sizes[i + 1]),
+            modules += [nn.Linear(sizes[i], sizes[i + 1], bias=False), norm_layer_1d(norm, sizes[i + 1]),
                         nn.ReLU(inplace=True)]
         modules.append(nn.Linear(sizes[-2], sizes[-1]))
         self.net = nn.Sequential(*modules)
@@ -118,21 +138,21 @@ class ContrastiveModel(nn.Module):
         return self.projector(self.backbone(x))
 
 
-def build_small_cnn(in_channels: int, cifar_stem: bool | None) -> nn.Module:
+def build_small_cnn(in_channels: int, cifar_stem: bool | None, norm: str = "batch") -> nn.Module:
     if cifar_stem is not None:
         raise ValueError("cifar_stem applies to the ResNets only; leave it None for 'small_cnn'")
-    return SmallCNN(in_channels)
+    return SmallCNN(in_channels, norm=norm)
 
 
-def build_resnet18(in_channels: int, cifar_stem: bool) -> nn.Module:
-    return adapt_resnet(resnet18(weights=None), in_channels, cifar_stem)
+def build_resnet18(in_channels: int, cifar_stem: bool, norm: str = "batch") -> nn.Module:
+    return adapt_resnet(resnet18(weights=None, norm_layer=partial(norm_layer, norm)), in_channels, cifar_stem, norm)
 
 
-def build_resnet50(in_channels: int, cifar_stem: bool) -> nn.Module:
-    return adapt_resnet(resnet50(weights=None), in_channels, cifar_stem)
+def build_resnet50(in_channels: int, cifar_stem: bool, norm: str = "batch") -> nn.Module:
+    return adapt_resnet(resnet50(weights=None, norm_layer=partial(norm_layer, norm)), in_channels, cifar_stem, norm)
 
 
-BACKBONES: dict[str, Callable[[int, bool | None], nn.Module]] = {
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": build_small_cnn,
     "resnet18": build_resnet18,
     "resnet50": build_resnet50,
@@ -151,13 +171,15 @@ def resolve_cifar_stem(cifar_stem: bool | None, image_size: int) -> bool:
 
 
 def create_encoder(name: str, *, in_channels: int, image_size: int, projector_hidden: int = 512,
-                   projector_out: int = 128, projector_layers: int = 2,
-                   cifar_stem: bool | None = None) -> ContrastiveModel:
+                   projector_out: int = 128, projector_layers: int = 2, cifar_stem: bool | None = None,
+                   norm: str = "batch") -> ContrastiveModel:
     """Backbone `name` (see `list_encoders()`) with a fresh SimCLR projector; random init, no pretrained weights.
 
     in_channels: 1 (digits, MNIST) or 3 (CIFAR); image_size: the side of the (square) training images, ≥ 8.
-    cifar_stem: ResNets only; None picks it from image_size (on for ≤ 64 px).
+    cifar_stem: ResNets only; None picks it from image_size (on for ≤ 64 px). norm: see NORMS.
     """
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
     if name not in BACKBONES:
         raise ValueError(f"unknown encoder {name!r}; valid: {list_encoders()}")
     if in_channels < 1:
@@ -165,12 +187,7 @@ def create_encoder(name: str, *, in_channels: int, image_size: int, projector_hi
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
     stem = resolve_cifar_stem(cifar_stem, image_size) if name in USES_STEM else cifar_stem
-    backbone = BACKBONES[name](in_channels, stem)
-    projector = Projector(backbone.feature_dim, projector_hidden, projector_out, projector_layers)
+    backbone = BACKBONES[name](in_channels, stem, norm)
+    projector = Projector(backbone.feature_dim, projector_hidden, projector_out, projector_layers, norm)
     return ContrastiveModel(backbone, projector)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable scalars, for result rows."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

@@ -21,6 +21,7 @@ from .parser import build_parser
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command as typed (a launcher re-runs it, a Ctrl-C hint repeats it)
     module, _, function = args.impl.partition(":")
     name = f"tempbench {args.command}"
     try:

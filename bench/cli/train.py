@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from tempbench.config import merge_flags, resolve_run_config, split_assignments
 from tempbench.eval import list_metrics
 from tempbench.leaderboard import append_row
 from tempbench.train import run_id, train
+from tempbench.train.distributed import launched_by_torchrun, shutdown
 
 from .common import make_tracker, note, print_json, tracking_hint
 
@@ -16,14 +21,38 @@ ROW_FIELDS = ("strategy", "dataset", "seed", "num_train", "tau_spearman", "time_
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.nproc_per_node > 1 and not launched_by_torchrun():
+        return launch(args)
+    try:
+        return train_here(args)
+    finally:
+        shutdown()
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run this same command under torchrun on N local processes (its rendezvous on 127.0.0.1)."""
+    argv = [a for a in args.argv if not a.startswith("--nproc-per-node")]
+    if "--nproc-per-node" in args.argv:  # the value was a separate word
+        i = args.argv.index("--nproc-per-node")
+        argv = args.argv[:i] + args.argv[i + 2:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={args.nproc_per_node}", "-m", "tempbench", *argv]
+    note(f"launching {args.nproc_per_node} processes: {shlex.join(command)}")
+    return subprocess.run(command, check=False).returncode
+
+
+def train_here(args: argparse.Namespace) -> int:
     settings, hyperparameters = split_assignments(args.set, args.strategy)
     flags = {"seed": args.seed, "long_tail": args.long_tail, "image_size": args.image_size, "epochs": args.epochs,
              "device": args.device}
     config = resolve_run_config(args.strategy, args.dataset, settings=merge_flags(settings, flags),
                                 hyperparameters=hyperparameters)
     out = Path(args.out)
-    row = train(config, out_dir=out, resume=Path(args.resume) if args.resume else None,
-                tracker=make_tracker(args, out))
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    tracker = make_tracker(args, out) if main_process else None
+    row = train(config, out_dir=out, resume=Path(args.resume) if args.resume else None, tracker=tracker)
+    if row is None:  # another process of a torchrun launch: rank 0 reports
+        return 0
     append_row(out / "runs.csv", row)
     if args.json:
         print_json(row)

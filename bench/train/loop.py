@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from tempbench.eval import extract_features, knn_predict, prepare_features, search_neighbors
 from tempbench.strategies import Clock, StepOut
 
+from .distributed import gather_rows, gather_with_grad, local_slice, shard_range
 from .setup import AUGMENT, ORDER, Setup, seed_for
 
 MONITOR_K, MONITOR_T = 200, 0.1  # the kNN protocol of the final evaluation, on the held-out validation slice
@@ -34,7 +35,7 @@ def train_one_epoch(setup: Setup, epoch: int, step: int) -> tuple[dict[str, floa
     perm = torch.randperm(len(setup.images), generator=torch.Generator().manual_seed(seed_for(cfg.seed, epoch, ORDER)))
     perm = perm.to(device)
     aug_gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, epoch, AUGMENT))
-    loss_sum = torch.zeros((), device=device)
+    losses: list[Tensor] = []
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     bar = tqdm(total=spe, disable=not cfg.progress, leave=False, desc=f"{cfg.strategy} {epoch + 1}/{cfg.epochs}")
     start, out = time.perf_counter(), None
@@ -43,14 +44,16 @@ def train_one_epoch(setup: Setup, epoch: int, step: int) -> tuple[dict[str, floa
         clock = Clock(step=step + i, epoch=epoch, epochs=cfg.epochs, steps_per_epoch=spe)
         out = train_step(setup, idx, clock, aug_gen)
         loss = out.loss.detach()
-        loss_sum += loss
+        losses.append(loss)
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), clock.step, first_bad)
         if (i + 1) % cfg.log_every == 0 or i + 1 == spe:
             _sync_and_check(bar, first_bad, loss, out, epoch, views=2 * cfg.batch_size * (i + 1),
                             seconds=time.perf_counter() - start)
             bar.update((i + 1) - bar.n)
     bar.close()
-    return epoch_metrics(setup, loss_sum / spe, out, time.perf_counter() - start), step + spe
+    step_losses = torch.stack(losses).tolist()  # one host sync an epoch
+    metrics = epoch_metrics(setup, sum(step_losses) / spe, out, time.perf_counter() - start)
+    return {**metrics, "step_losses": step_losses}, step + spe
 
 
 def _sync_and_check(bar: Any, first_bad: Tensor, loss: Tensor, out: StepOut, epoch: int, views: int,
@@ -63,14 +66,19 @@ def _sync_and_check(bar: Any, first_bad: Tensor, loss: Tensor, out: StepOut, epo
 
 
 def train_step(setup: Setup, idx: Tensor, clock: Clock, aug_gen: torch.Generator) -> StepOut:
-    """Augment → encode both views in one batch → strategy loss → optimiser and schedule → strategy update."""
-    cuda = setup.device.type == "cuda"
-    v1, v2 = setup.augment(setup.images[idx], aug_gen)
+    """Augment → encode both views in one batch → strategy loss → optimiser and schedule → strategy update.
+
+    idx is the global batch; under torchrun this process augments and encodes its own slice, and the strategy
+    sees every process's projections (`gather_with_grad`) with the global idx (see `distributed`)."""
+    cuda, world = setup.device.type == "cuda", setup.world
+    local = local_slice(idx, world)
+    v1, v2 = setup.augment.slice_of(setup.images[local], aug_gen, world.rank * len(local), len(idx))
     views = torch.cat([v1, v2])
     if cuda:
         views = views.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=cuda):
-        z1, z2 = setup.model(views).chunk(2)
+        z1, z2 = setup.train_model(views).chunk(2)
+    z1, z2 = gather_with_grad(z1, world), gather_with_grad(z2, world)
     out = setup.strategy(z1, z2, idx, clock)  # float32 inside, whatever autocast gave
     setup.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
@@ -80,19 +88,41 @@ def train_step(setup: Setup, idx: Tensor, clock: Clock, aug_gen: torch.Generator
     return out
 
 
-def epoch_metrics(setup: Setup, mean_loss: Tensor, out: StepOut, elapsed: float) -> dict[str, float]:
-    """Per-epoch numbers for tracking: loss, learning rate, throughput, τ over all training samples, and the
-    strategy's own logs of the epoch's last batch (prefixed `batch_`)."""
+TAU_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def epoch_metrics(setup: Setup, mean_loss: float, out: StepOut, elapsed: float) -> dict[str, Any]:
+    """Per-epoch numbers: loss, learning rate, throughput, τ over all training samples (mean, range, quantiles), the
+    strategy's own logs of the epoch's last batch (prefixed `batch_`), and `tau_by_class`, the class-mean τ (a
+    list: kept in the row's history for the per-class τ figures, not tracked as a metric)."""
     cfg = setup.config
     tau = setup.strategy.temperatures().float()
-    q = torch.quantile(tau, torch.tensor([0.1, 0.5, 0.9], device=tau.device))
-    metrics = {"loss": float(mean_loss), "lr": float(setup.scheduler.get_last_lr()[0]),
-               "views_per_s": 2 * cfg.batch_size * setup.steps_per_epoch / elapsed,
-               "tau_mean": float(tau.mean()), "tau_min": float(tau.min()), "tau_max": float(tau.max()),
-               "tau_q10": float(q[0]), "tau_q50": float(q[1]), "tau_q90": float(q[2])}
+    q = torch.quantile(tau, torch.tensor(TAU_QUANTILES, device=tau.device)).tolist()
+    metrics: dict[str, Any] = {"loss": float(mean_loss), "lr": float(setup.scheduler.get_last_lr()[0]),
+                               "views_per_s": 2 * cfg.batch_size * setup.steps_per_epoch / elapsed,
+                               "tau_mean": float(tau.mean()), "tau_min": float(tau.min()), "tau_max": float(tau.max()),
+                               **{f"tau_q{round(100 * p)}": v for p, v in zip(TAU_QUANTILES, q)}}
     for key, value in out.logs.items():
         metrics.setdefault(f"batch_{key}", float(value))
+    metrics["tau_by_class"] = class_means(tau, setup.data.train_labels[setup.train_idx].to(tau.device),
+                                          setup.data.num_classes)
     return metrics
+
+
+def class_means(values: Tensor, labels: Tensor, num_classes: int) -> list[float | None]:
+    """(C,) mean of `values` (N,) per class, None for a class without samples (JSON-friendly)."""
+    sums = torch.bincount(labels, weights=values.double(), minlength=num_classes)
+    counts = torch.bincount(labels, minlength=num_classes)
+    return [float(s / n) if n else None for s, n in zip(sums.tolist(), counts.tolist())]
+
+
+def sharded_features(setup: Setup, images: Tensor) -> Tensor:
+    """Backbone features of `images` (float32, un-augmented); under torchrun each process extracts its shard and
+    every process gets all of them."""
+    start, stop = shard_range(len(images), setup.world)
+    data = setup.data
+    return gather_rows(extract_features(setup.model, images[start:stop], data.mean, data.std, setup.device),
+                       setup.world)
 
 
 def monitor_knn(setup: Setup) -> float:
@@ -101,9 +131,8 @@ def monitor_knn(setup: Setup) -> float:
     if len(setup.val_idx) == 0:
         return math.nan
     data = setup.data
-    bank = prepare_features(extract_features(setup.model, setup.images, data.mean, data.std, setup.device))
-    queries = prepare_features(extract_features(setup.model, data.train_images[setup.val_idx], data.mean, data.std,
-                                                setup.device))
+    bank = prepare_features(sharded_features(setup, setup.images))
+    queries = prepare_features(sharded_features(setup, data.train_images[setup.val_idx]))
     neighbors = search_neighbors(bank, queries, MONITOR_K, backend=setup.config.eval_backend)
     bank_labels = data.train_labels[setup.train_idx].to(bank.device)
     pred = knn_predict(neighbors, bank_labels, data.num_classes, MONITOR_K, MONITOR_T)

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from tempbench.datasets.files import write_atomic
-from tempbench.eval import Evaluation, LabelledFeatures, evaluate, extract_features, summarize_tau, tau_row_fields
+from tempbench.eval import Evaluation, LabelledFeatures, evaluate, summarize_tau, tau_row_fields
 from tempbench.provenance import device_name, git_commit, package_versions
 
+from .loop import sharded_features
 from .setup import Setup
 
 PER_CLASS = ("knn200", "linear")  # classifiers whose per-class accuracy the row keeps (JSON lists)
@@ -58,32 +59,31 @@ def write_or_warn(path: Path, write: Any) -> Path | None:
     return path
 
 
-def features_of(setup: Setup, images: torch.Tensor) -> torch.Tensor:
-    data = setup.data
-    return extract_features(setup.model, images, data.mean, data.std, setup.device)
-
-
 def build_evaluations(setup: Setup) -> dict[str, Evaluation]:
     """{"test": ..., "val": ... (only with a held-out slice)}: the bank is always the images contrastive training
     saw; the test split is evaluated once, the held-out slice is what selection may read."""
     data, cfg = setup.data, setup.config
-    bank = LabelledFeatures(features_of(setup, setup.images), data.train_labels[setup.train_idx])
+    bank = LabelledFeatures(sharded_features(setup, setup.images), data.train_labels[setup.train_idx])
     balanced = None
     if data.uncut_train_images is not None:
-        balanced = LabelledFeatures(features_of(setup, data.uncut_train_images), data.uncut_train_labels)
+        balanced = LabelledFeatures(sharded_features(setup, data.uncut_train_images), data.uncut_train_labels)
     options = {"num_classes": data.num_classes, "seed": cfg.seed, "backend": cfg.eval_backend}
-    out = {"test": Evaluation(bank, LabelledFeatures(features_of(setup, data.test_images), data.test_labels),
+    out = {"test": Evaluation(bank, LabelledFeatures(sharded_features(setup, data.test_images), data.test_labels),
                               data.class_counts, balanced_bank=balanced, **options)}
     if len(setup.val_idx):
-        held = LabelledFeatures(features_of(setup, data.train_images[setup.val_idx]), data.train_labels[setup.val_idx])
+        held = LabelledFeatures(sharded_features(setup, data.train_images[setup.val_idx]),
+                                data.train_labels[setup.val_idx])
         out["val"] = Evaluation(bank, held, data.class_counts, **options)
     return out
 
 
 def evaluate_run(setup: Setup) -> tuple[dict[str, Any], TauReport | None]:
     """Every registered metric (test, and val where a slice is held out), per-class accuracies, the probe's
-    diagnostics, and for per-sample-τ strategies the τ analytics."""
+    diagnostics, and for per-sample-τ strategies the τ analytics. Under torchrun every process helps extract the
+    features; rank 0 alone computes the metrics (the others get ({}, None))."""
     evaluations = build_evaluations(setup)
+    if not setup.world.main:
+        return {}, None
     metrics: dict[str, Any] = {}
     for split, ev in evaluations.items():
         metrics |= evaluate(ev, split=split)

@@ -20,8 +20,8 @@ from typing import Any
 
 from tempbench.config import EXECUTION_SETTINGS, RunConfig
 from tempbench.eval import list_metrics
+from tempbench.names import slug
 from tempbench.provenance import git_commit
-from tempbench.text import slug
 from tempbench.tracking import NullTracker, Tracker
 
 from .checkpoint import restore_setup, save_setup
@@ -48,20 +48,22 @@ def run_id(config: RunConfig) -> str:
 
 def train(config: RunConfig, *, out_dir: Path | None = None, resume: Path | None = None,
           tracker: Tracker | None = None, on_epoch: EpochCallback | None = None, tracker_parent: Any = None,
-          checkpoints: bool = True) -> dict[str, Any]:
-    """Train one run and evaluate it; returns the result row (also tracked when `tracker` is given).
+          checkpoints: bool = True) -> dict[str, Any] | None:
+    """Train one run and evaluate it; returns the result row (also tracked when `tracker` is given); None on the
+    other processes of a torchrun launch (rank 0 returns the row).
 
     out_dir: where checkpoints (`out_dir/checkpoints/<run_id>.pt`, if `checkpoints`) and τ tables go.
     resume: a checkpoint to continue from (same config required).
     on_epoch(epoch, metrics): called after every epoch (e.g. an Optuna pruning reporter; may raise to stop).
     """
-    tracker = tracker or NullTracker()
     name = run_id(config)
     t0 = time.perf_counter()
     setup = build_setup(config)
     time_data = time.perf_counter() - t0
+    main = setup.world.main  # under torchrun only rank 0 writes checkpoints, rows and tracking
+    tracker = (tracker or NullTracker()) if main else NullTracker()
     progress = Progress(**restore_setup(setup, Path(resume))) if resume is not None else Progress()
-    ckpt = out_dir / "checkpoints" / f"{name}.pt" if out_dir is not None and checkpoints else None
+    ckpt = out_dir / "checkpoints" / f"{name}.pt" if out_dir is not None and checkpoints and main else None
     handle = tracker.start_run(run_name(config), tracked_params(setup), parent=tracker_parent,
                                tags=run_tags(config, name))
     try:
@@ -70,6 +72,8 @@ def train(config: RunConfig, *, out_dir: Path | None = None, resume: Path | None
         time_train = time.perf_counter() - t1
         t2 = time.perf_counter()
         metrics, tau_report = evaluate_run(setup)
+        if not main:
+            return None
         times = {"time_data_s": time_data, "time_train_s": time_train, "time_eval_s": time.perf_counter() - t2}
         row = build_row(setup, progress, metrics, tau_report, name, times)
         tracker.log_metrics(handle, final_metrics(row))
@@ -128,7 +132,8 @@ def run_epochs(setup: Setup, progress: Progress, ckpt: Path | None, tracker: Tra
             metrics["knn_monitor"] = monitor_knn(setup)
         progress.epoch = epoch + 1
         progress.history.append(metrics)
-        tracker.log_metrics(handle, {f"train/{k}": v for k, v in metrics.items()}, step=epoch + 1)
+        tracker.log_metrics(handle, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, float)},
+                            step=epoch + 1)
         last = epoch + 1 == cfg.epochs
         if ckpt is not None and (last or (cfg.checkpoint_every and progress.epoch % cfg.checkpoint_every == 0)):
             save_setup(ckpt, setup, dataclasses.asdict(progress))

@@ -8,18 +8,22 @@ encoder, the strategy, the optimiser and schedule, the augmentation.
 from __future__ import annotations
 
 import dataclasses
+import os
+import statistics
+import time
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from tempbench.augment import TwoViewAugment
+from tempbench.augment import TwoViewAugment, normalize
 from tempbench.config import RunConfig
 from tempbench.datasets import ImageDataset, load_dataset
 from tempbench.encoders import create_encoder
 from tempbench.provenance import resolve_device
 from tempbench.strategies import Strategy, create_strategy, get_strategy_class
 
+from .distributed import World, init_world
 from .optim import build_optimizer, build_scheduler, scaled_lr
 
 # Streams of `seed_for`: each random choice of a run has its own, so changing one never shifts another.
@@ -38,11 +42,13 @@ class Setup:
 
     config: RunConfig
     device: torch.device
+    world: World
     data: ImageDataset
     train_idx: Tensor
     val_idx: Tensor
     images: Tensor  # (N_train, C, H, W) uint8, resident on the device
-    model: torch.nn.Module
+    model: torch.nn.Module  # the encoder itself (features, checkpoints)
+    train_model: torch.nn.Module  # what the step calls: the model, or its DistributedDataParallel wrapper
     strategy: Strategy
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -51,17 +57,30 @@ class Setup:
 
 
 def build_setup(config: RunConfig) -> Setup:
-    """Load the dataset the config names and build everything else; bad inputs fail before any step."""
-    device = resolve_device(config.device)
+    """Load the dataset the config names and build everything else; bad inputs fail before any step. Under
+    torchrun this process joins the process group first."""
+    world = init_world(config.device)
+    device = process_device(config, world)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, long_tail=config.long_tail, image_size=config.image_size,
                         seed=config.subset_seed)
-    return setup_from_data(config, data, device)
+    return setup_from_data(config, data, device, world)
 
 
-def setup_from_data(config: RunConfig, data: ImageDataset, device: torch.device) -> Setup:
+def process_device(config: RunConfig, world: World) -> torch.device:
+    """The device of this process: under torchrun each process takes the GPU of its local rank."""
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def setup_from_data(config: RunConfig, data: ImageDataset, device: torch.device, world: World | None = None) -> Setup:
     """Everything after loading. `tempbench perf` passes synthetic images here, so the benchmark times the very
     objects a run trains with."""
+    world = world or World()
+    check_world(config, world, device)
     train_idx, val_idx = split_holdout(data.train_labels, config.val_fraction, config.seed)
     steps_per_epoch = len(train_idx) // config.batch_size  # drop_last: every step has the same shape
     if steps_per_epoch == 0:
@@ -69,6 +88,8 @@ def setup_from_data(config: RunConfig, data: ImageDataset, device: torch.device)
                          f"{data.name}; use a smaller batch_size")
     images = data.train_images[train_idx].to(device)
     model = build_model(config, data, device, extra_outputs=get_strategy_class(config.strategy).extra_outputs)
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads or calibrated_threads(model, images, data))
     strategy = create_strategy(config.strategy, num_samples=len(train_idx), **config.hyperparameters).to(device)
     strategy.check_inputs = False  # batches are slices of a permutation: distinct and in range by construction
     optimizer = build_optimizer(model, strategy, name=config.optimizer, lr=scaled_lr(config.lr, config.batch_size),
@@ -76,21 +97,65 @@ def setup_from_data(config: RunConfig, data: ImageDataset, device: torch.device)
     total = steps_per_epoch * config.epochs
     scheduler = build_scheduler(optimizer, total, min(total, round(config.warmup_epochs * steps_per_epoch)))
     augment = TwoViewAugment(recipe=data.augment, image_size=data.image_size, mean=data.mean, std=data.std)
-    return Setup(config, device, data, train_idx, val_idx, images, model, strategy, optimizer, scheduler, augment,
-                 steps_per_epoch)
+    return Setup(config, device, world, data, train_idx, val_idx, images, model, wrap_model(model, config, world),
+                 strategy, optimizer, scheduler, augment, steps_per_epoch)
+
+
+def check_world(config: RunConfig, world: World, device: torch.device) -> None:
+    if config.batch_size % world.size:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) must divide evenly over the "
+                         f"{world.size} processes")
+    if config.norm == "sync_batch" and device.type != "cuda":
+        raise ValueError("norm='sync_batch' needs CUDA (SyncBatchNorm); on the CPU use norm='group' for a run that "
+                         "is exact across processes, or 'batch' for per-process statistics")
+
+
+def wrap_model(model: torch.nn.Module, config: RunConfig, world: World) -> torch.nn.Module:
+    """The model a step calls: itself, or under torchrun its DistributedDataParallel wrapper (SyncBatchNorm first
+    with norm='sync_batch')."""
+    if not world.distributed:
+        return model
+    if config.norm == "sync_batch":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [world.local_rank] if next(model.parameters()).is_cuda else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def build_model(config: RunConfig, data: ImageDataset, device: torch.device, extra_outputs: int = 0) -> torch.nn.Module:
     """The encoder on `device` (channels_last on CUDA), compiled in place if the config asks. A strategy that
     declares `extra_outputs` (e.g. TaU's per-input temperature) gets that many more projector columns."""
+    norm = "batch" if config.norm == "sync_batch" else config.norm  # converted to SyncBatchNorm by wrap_model
     model = create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
-                           projector_hidden=config.projector_hidden,
-                           projector_out=config.projector_out + extra_outputs).to(device)
+                           projector_hidden=config.projector_hidden, projector_out=config.projector_out + extra_outputs,
+                           norm=norm).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model.compile()  # in place (nn.Module.compile): state-dict keys stay those of the eager model
     return model
+
+
+def calibrated_threads(model: torch.nn.Module, images: Tensor, data: ImageDataset, rounds: int = 3) -> int:
+    """1 or all cores, whichever runs a forward + backward of this model faster right now (median of `rounds`
+    interleaved timings on a small batch, ~0.3 s for the small CNN).
+
+    Why measure: on an idle machine all cores win (0.87 vs 1.32 s a step here), but when other multi-threaded
+    processes share the cores every parallel kernel waits at its barrier for a descheduled thread, and one thread
+    wins (1.97 vs 2.61 s). The load average cannot tell these apart: it counts this process's own earlier runs.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores == 1:
+        return 1
+    x = normalize(images[:64], data.mean, data.std)
+    times: dict[int, list[float]] = {1: [], cores: []}
+    for _ in range(rounds + 1):  # the first round warms up the allocator and oneDNN
+        for n in times:
+            torch.set_num_threads(n)
+            start = time.perf_counter()
+            model(x).square().mean().backward()
+            times[n].append(time.perf_counter() - start)
+    model.zero_grad(set_to_none=True)
+    return min(times, key=lambda n: statistics.median(times[n][1:]))
 
 
 def split_holdout(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

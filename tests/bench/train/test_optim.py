@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from tempbench.encoders import create_encoder
-from tempbench.train.optim import LARS, WarmupCosine, build_optimizer, build_scheduler, scaled_lr
 from tempbench.strategies import Clock, create_strategy
+from tempbench.train.optim import LARS, WarmupCosine, build_optimizer, build_scheduler, scaled_lr
 
 
 @pytest.fixture(autouse=True)
