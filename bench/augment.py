@@ -1,4 +1,5 @@
-"""Two-view augmentation, batched on the device: per-sample random parameters, no per-sample Python loop.
+"""View augmentation (two views per image, or one for image–text pairs), batched on the device: per-sample random
+parameters, no per-sample Python loop.
 
 Recipes:
 - "simclr" (Chen et al., ICML 2020, appendix A): random resized crop (scale (0.2, 1) at <= 64 px, (0.08, 1) above;
@@ -7,6 +8,8 @@ Recipes:
   One-channel images get crop, flip, brightness and contrast.
 - "digits": small affine jitter (rotation ±10°, translation ±1/8 of the side, scale 0.9–1.1) plus Gaussian noise
   (σ 0.05 on [0, 1]); no flip, no crop — they would change or cut away a digit.
+- "clip" (image–text pairs): random resized crop (scale (0.5, 1), the iSogCLR authors' bimodal recipe) and
+  horizontal flip only: colour changes could contradict a caption ("a red car").
 
 Every random draw comes from the `torch.Generator` passed in, on the generator's device (keep it on the data's
 device: a CPU generator works with CUDA data but copies the noise over), so a fixed seed gives identical views.
@@ -21,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-RECIPES = ("simclr", "digits")
+RECIPES = ("simclr", "digits", "clip")
+CLIP_SCALE = (0.5, 1.0)  # the iSogCLR authors' image–text crop; no colour changes, which captions may describe
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}
 P_JITTER, P_GRAY, P_FLIP, P_BLUR = 0.8, 0.2, 0.5, 0.5
@@ -108,14 +112,18 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel: int) -> Tensor:
 
 
 class TwoViewAugment:
-    """Two independently augmented, normalised float32 views (B, C, S, S) of a uint8 batch (B, C, H, W).
+    """`views` independently augmented, normalised float32 views (B, C, S, S) of a uint8 batch (B, C, H, W): two for
+    contrastive views, one for an image–text pair (with the "clip" recipe: random resized crop and flip only).
 
-    `sample_params` draws the parameters of both views at once (rows 0..B−1 are view 1, B..2B−1 view 2);
+    `sample_params` draws the parameters of every view at once (rows 0..B−1 are view 1, B..2B−1 view 2);
     `apply` renders them; calling the object does both.
     """
 
     def __init__(self, recipe: str = "simclr", image_size: int = 32, mean: Sequence[float] = (0.5,),
-                 std: Sequence[float] = (0.5,)) -> None:
+                 std: Sequence[float] = (0.5,), views: int = 2) -> None:
+        if views not in (1, 2):
+            raise ValueError(f"views must be 1 or 2, got {views!r}")
+        self.views = views
         if recipe not in RECIPES:
             raise ValueError(f"unknown augmentation recipe {recipe!r}; valid: {', '.join(RECIPES)}")
         if not isinstance(image_size, int) or image_size < 1:
@@ -137,7 +145,7 @@ class TwoViewAugment:
         parameters are drawn for the whole global batch (the same stream on every process), then sliced, so how a
         batch is split over processes never changes its augmentation."""
         params = self.sample_params(batch, x.shape[-2], x.shape[-1], generator, x.device, x.shape[1])
-        rows = torch.cat([torch.arange(start, start + len(x)), torch.arange(batch + start, batch + start + len(x))])
+        rows = torch.cat([torch.arange(v * batch + start, v * batch + start + len(x)) for v in range(self.views)])
         return self.apply(x, {k: v[rows.to(v.device)] for k, v in params.items()})
 
     def __repr__(self) -> str:
@@ -147,7 +155,10 @@ class TwoViewAugment:
     def sample_params(self, batch: int, height: int, width: int, generator: torch.Generator,
                       device: torch.device | str = "cpu", channels: int = 3) -> dict[str, Tensor]:
         """Per-sample parameters for 2·batch renders, each a (2B, ...) tensor on `device`."""
-        n, device = 2 * batch, torch.device(device)
+        n, device = self.views * batch, torch.device(device)
+        if self.recipe == "clip":
+            return {"box": self.sample_boxes(n, height, width, generator, device, CLIP_SCALE),
+                    "flip": uniform(n, 0, 1, generator, device) < P_FLIP}
         if self.recipe == "digits":
             d, s = DIGITS, self.image_size
             noise = torch.randn((n, channels, s, s), generator=generator, device=generator.device).to(device)
@@ -167,14 +178,14 @@ class TwoViewAugment:
         params["blur_sigma"] = torch.where(blur, uniform(n, 0.1, 2.0, generator, device), 0.0)
         return params
 
-    def sample_boxes(self, n: int, height: int, width: int, generator: torch.Generator,
-                     device: torch.device) -> Tensor:
+    def sample_boxes(self, n: int, height: int, width: int, generator: torch.Generator, device: torch.device,
+                     scale: tuple[float, float] | None = None) -> Tensor:
         """(n, 4) crop boxes x1, y1, x2, y2 in input pixels.
 
-        The area fraction is uniform on `scale`; the aspect ratio is log-uniform on RATIO narrowed to what fits
-        that area, so no draw is rejected and the area follows the stated scale range exactly.
+        The area fraction is uniform on `scale` (default: the recipe's); the aspect ratio is log-uniform on RATIO
+        narrowed to what fits that area, so no draw is rejected and the area follows the stated scale range exactly.
         """
-        area = uniform(n, *self.scale, generator, device) * (height * width)
+        area = uniform(n, *(scale or self.scale), generator, device) * (height * width)
         lo = torch.clamp(area / height**2, min=RATIO[0])
         hi = torch.clamp(width**2 / area, max=RATIO[1])
         lo = torch.minimum(lo, hi)
@@ -186,19 +197,21 @@ class TwoViewAugment:
         return torch.stack((x1, y1, x1 + w, y1 + h), 1)
 
     # ---- rendering -------------------------------------------------------------------------------------------
-    def apply(self, x: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Render both views of uint8 x (B, C, H, W) with `params` -> two float32 (B, C, S, S)."""
+    def apply(self, x: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """Render the views of uint8 x (B, C, H, W) with `params` -> `views` float32 (B, C, S, S)."""
         if x.dtype != torch.uint8 or x.ndim != 4:
             raise ValueError(f"TwoViewAugment expects a uint8 (B, C, H, W) batch, got {x.dtype} {tuple(x.shape)}")
         if x.shape[1] != len(self.mean):
             raise ValueError(f"batch has {x.shape[1]} channels, mean/std have {len(self.mean)}")
         if self.recipe == "digits":
             out = self.render_digits(x.float() / 255.0, params)
+        elif self.recipe == "clip":
+            out = self.crop_and_flip(x.float(), params) / 255.0
         else:  # the 1/255 rides on the brightness factor: one pass over the images fewer
             out = self.render_simclr(x.float(), params)
         shift, scale = self.stats_on(x.device)
-        v1, v2 = torch.addcmul(shift, out, scale).chunk(2)  # (out − mean) / std as one multiply-add
-        return v1.contiguous(), v2.contiguous()
+        views = torch.addcmul(shift, out, scale).chunk(self.views)  # (out − mean) / std as one multiply-add
+        return tuple(v.contiguous() for v in views)
 
     def stats_on(self, device: torch.device) -> tuple[Tensor, Tensor]:
         """−mean/std and 1/std as (1, C, 1, 1) tensors on `device`, made once (a host-to-device copy syncs CUDA)."""
@@ -212,14 +225,7 @@ class TwoViewAugment:
         """Crop, flip, jitter, grayscale (and blur at >= 64 px) of float images in [0, 255] -> (2B, C, S, S) in
         [0, 1]. Per-sample choices are blends or gathers with per-sample weights, never `torch.where` over whole
         images (a slow kernel on CPU) nor per-sample Python."""
-        from torchvision.ops import roi_align
-
-        b, s = images.shape[0], self.image_size
-        source = torch.arange(2 * b, device=images.device, dtype=images.dtype).remainder(b).unsqueeze(1)
-        # sampling_ratio=-1 averages ceil(box/S) samples per output pixel: an antialiased downscale
-        x = roi_align(images, torch.cat((source, p["box"]), 1), (s, s), spatial_scale=1.0, sampling_ratio=-1,
-                      aligned=True)
-        x = flip_columns(x, p["flip"])
+        x = self.crop_and_flip(images, p)
         x = self.jitter(x, p, scale=1 / 255)
         if x.shape[1] == 3:
             x = torch.lerp(x, gray(x), p["gray"].to(x.dtype).view(-1, 1, 1, 1))  # weight 0 or 1: exact choice
@@ -227,6 +233,17 @@ class TwoViewAugment:
             blurred = gaussian_blur(x, p["blur_sigma"].clamp(min=0.1), self.blur_kernel)
             x = torch.lerp(x, blurred, (p["blur_sigma"] > 0).to(x.dtype).view(-1, 1, 1, 1))
         return x
+
+    def crop_and_flip(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """(B, C, H, W) float -> (views·B, C, S, S): each row's box resized to S (antialiased), flipped where asked."""
+        from torchvision.ops import roi_align  # torchvision's C++ ops load on first use
+
+        b, s, n = images.shape[0], self.image_size, p["box"].shape[0]
+        source = torch.arange(n, device=images.device, dtype=images.dtype).remainder(b).unsqueeze(1)
+        # sampling_ratio=-1 averages ceil(box/S) samples per output pixel: an antialiased downscale
+        x = roi_align(images, torch.cat((source, p["box"]), 1), (s, s), spatial_scale=1.0, sampling_ratio=-1,
+                      aligned=True)
+        return flip_columns(x, p["flip"])
 
     @staticmethod
     def jitter(x: Tensor, p: dict[str, Tensor], scale: float = 1.0) -> Tensor:
@@ -249,5 +266,6 @@ class TwoViewAugment:
         # theta maps output to input coordinates in [-1, 1]: a shift of f·side is 2f there
         theta = torch.stack((torch.stack((cos, -sin, 2 * p["tx"]), 1), torch.stack((sin, cos, 2 * p["ty"]), 1)), 1)
         grid = F.affine_grid(theta, [n, images.shape[1], s, s], align_corners=False)
-        x = F.grid_sample(images.repeat(2, 1, 1, 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        x = F.grid_sample(images.repeat(self.views, 1, 1, 1), grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False)
         return (x + p["noise"]).clamp(0, 1)

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tempbench.datasets import get_card, list_cards
+from tempbench.datasets import dataset_pairing, get_card, list_cards
 from tempbench.names import did_you_mean
 from tempbench.strategies import get_strategy_class, list_strategies, reserve_hyperparameter_names
 
@@ -38,10 +38,12 @@ class RunConfig:
     strategy: str = "isogclr"
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # the strategy's, resolved (defaults filled in)
     dataset: str = "digits-lt"  # a card name or a source string (imagefolder:PATH, idx:PATH, hf:NAME, ...)
+    pairing: str = "views"  # follows from the dataset: "views" (labelled images) or "image_text" (captions)
     long_tail: float = 1.0  # imbalance factor r in (0, 1] of the training split; 1 = balanced
     subset_seed: int = 0  # which images the long-tail cut keeps: one subset across run seeds (the LDAM-DRW convention)
     image_size: int | None = None  # side of the images a run sees; None = the source's own (no card)
-    encoder: str = "small_cnn"  # small_cnn | resnet18 | resnet50
+    encoder: str = "small_cnn"  # small_cnn | resnet18 | resnet50 (the image tower of an image_text run)
+    text_tower: str = "minilm"  # image_text only: minilm (frozen all-MiniLM-L6-v2 + projector) | hf:NAME (trainable)
     norm: str = "batch"  # batch | group (batch-independent) | sync_batch (BatchNorm synchronised across processes)
     projector_hidden: int = 256
     projector_out: int = 128
@@ -60,6 +62,7 @@ class RunConfig:
     eval_backend: str = "auto"  # kNN backend: auto | faiss | torch (identical results)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU threads; 0 = auto: 1 or all cores, whichever steps faster on this machine right now
+    precision: str = "auto"  # encoder: auto (bf16 autocast + channels_last on CUDA, float32 on CPU) | bf16 | fp32
     progress: bool = True  # progress bars
     compile: bool = False  # torch.compile the encoder (nn.Module.compile, in place); same model, another kernel path
 
@@ -79,6 +82,8 @@ class RunConfig:
             raise ValueError("monitor_every needs a validation slice to monitor: set val_fraction > 0 as well")
         if not 0.0 < self.long_tail <= 1.0:
             raise ValueError(f"long_tail (imbalance factor) must be in (0, 1], got {self.long_tail!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be one of 'auto', 'bf16', 'fp32'; got {self.precision!r}")
         if self.norm not in ("batch", "group", "sync_batch"):
             raise ValueError(f"norm must be one of 'batch', 'group', 'sync_batch'; got {self.norm!r}")
         if self.image_size is not None and self.image_size < 1:
@@ -95,10 +100,12 @@ class RunConfig:
 
 
 # How a run executes, not what it computes: left out of the hash (eval backends give identical results).
-EXECUTION_SETTINGS = ("device", "threads", "progress", "log_every", "checkpoint_every", "compile", "eval_backend")
+EXECUTION_SETTINGS = ("device", "threads", "precision", "progress", "log_every", "checkpoint_every", "compile",
+                      "eval_backend")
 UNHASHED = ("seed", *EXECUTION_SETTINGS)
-# Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels.
-NOT_SETTINGS = ("strategy", "hyperparameters")
+# Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels, and the
+# pairing follows from the dataset.
+NOT_SETTINGS = ("strategy", "hyperparameters", "pairing")
 
 
 def run_setting_names() -> list[str]:
@@ -144,17 +151,21 @@ def resolve_run_config(strategy: str, dataset: str, *, settings: Mapping[str, An
     resolved from its card. Unknown names raise ValueError naming the valid ones."""
     settings = dict(settings or {})
     check_names(settings, run_setting_names(), "run setting")
-    resolved = get_strategy_class(strategy).resolve_hyperparameters(**dict(hyperparameters or {}))
+    pairing = dataset_pairing(dataset)
+    resolved = get_strategy_class(strategy, pairing).resolve_hyperparameters(**dict(hyperparameters or {}))
     long_tail, image_size = dataset_defaults(dataset)
+    if pairing == "image_text" and settings.get("long_tail", 1.0) != 1.0:
+        raise ValueError(f"long_tail cuts a labelled training split; {dataset} is an image–caption dataset")
     values = {**settings, "long_tail": settings.get("long_tail") or long_tail,
               "image_size": settings.get("image_size") or image_size}
-    return RunConfig(strategy=strategy, dataset=dataset, hyperparameters=_jsonable(resolved), **values)
+    return RunConfig(strategy=strategy, dataset=dataset, pairing=pairing, hyperparameters=_jsonable(resolved),
+                     **values)
 
 
 def dataset_defaults(dataset: str) -> tuple[float, int | None]:
     """(imbalance factor, image size) a dataset trains with unless told otherwise: its card's, else (1.0, None)."""
     if ":" in dataset or dataset not in list_cards():
-        return 1.0, None  # a source string: balanced, images at the source's own size (errors come at load)
+        return 1.0, None  # a source string: uncut, images at the source's own size (errors come at load)
     card = get_card(dataset)
     return float(card.long_tail["imbalance_factor"]) if card.long_tail else 1.0, card.image_size
 
@@ -171,11 +182,12 @@ def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(values)))
 
 
-def split_assignments(items: Sequence[str], strategy: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_assignments(items: Sequence[str], strategy: str,
+                      pairing: str = "views") -> tuple[dict[str, Any], dict[str, Any]]:
     """`--set key=value` strings -> (run settings, strategy hyperparameters). Values are JSON/TOML literals
     (`0.3`, `true`, `[[0, 0.5], [10, 0.1]]`, `null`) or plain strings. No name is both (see the registry), so the
     routing is unambiguous; a key that is neither is an error listing both kinds."""
-    hp_names = get_strategy_class(strategy).accepted_hyperparameters()
+    hp_names = get_strategy_class(strategy, pairing).accepted_hyperparameters()
     settings, hyperparameters = {}, {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -264,14 +276,20 @@ def load_suite(name_or_path: str) -> Suite:
 
 def build_suite(data: dict[str, Any], default_name: str, text: str = "") -> Suite:
     check_names(data, SUITE_KEYS, "suite key")
+    datasets = tuple(data.get("datasets", ["digits", "digits-lt"]))
+    pairings = {dataset_pairing(d) for d in datasets}
     strategies = data.get("strategies", "all")
-    strategies = list_strategies(pairing="views") if strategies == "all" else list(strategies)
+    if strategies == "all":
+        if len(pairings) > 1:
+            raise ValueError(f"strategies = \"all\" needs datasets of one pairing; {list(datasets)} mix {pairings}")
+        strategies = list_strategies(pairing=pairings.pop())
+    strategies = list(strategies)
     for s in strategies:
-        get_strategy_class(s)  # unknown names fail now, listing the valid ones
+        get_strategy_class(s, dataset_pairing(datasets[0]))  # unknown names fail now, listing the valid ones
     hyperparameters = {k: dict(v) for k, v in data.get("hyperparameters", {}).items()}
     check_names(hyperparameters, strategies, "strategy in [hyperparameters]")
     seeds = data.get("seeds", 1)
     return Suite(name=data.get("name", default_name), description=data.get("description", ""),
-                 datasets=tuple(data.get("datasets", ["digits", "digits-lt"])), strategies=tuple(strategies),
+                 datasets=datasets, strategies=tuple(strategies),
                  seeds=tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds), run=dict(data.get("run", {})),
                  hyperparameters=hyperparameters, text=text)

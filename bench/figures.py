@@ -1,11 +1,19 @@
-"""Figures shared by every wing (PNG, matplotlib's Agg backend), each written atomically: bars with confidence
-intervals, and curves against class frequency. matplotlib is imported inside the functions: it is optional for
-the training path, and selecting the Agg backend must happen before pyplot is imported."""
+"""Figures shared by every wing (matplotlib's Agg backend): one colour per strategy in every figure, whiskers clipped
+at the axis range, legends outside the data, a log class-count axis whose tick labels never overlap, and every
+figure written atomically as PNG (200 dpi) and PDF side by side. matplotlib is imported inside the functions: it is
+optional for the training path, and selecting the Agg backend must happen before pyplot is imported.
+
+    styles = cell_styles({"fixed (tau=0.1)": "fixed", "fixed (tau=0.5)": "fixed", "isogclr": "isogclr"})
+    ax.plot(x, y, label=label, **styles[label].line())   # the two fixed variants: one grey, two markers
+"""
 
 from __future__ import annotations
 
+import colorsys
+import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,58 +22,212 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+DPI = 200
+# the built-in strategies in a stable order, each with its colour (tab10 hues; the baseline in dark grey). Names not
+# listed get a colour from a hash of the name, so a third-party strategy too keeps its colour across leaderboards.
+BUILTIN_COLORS = (("fixed", "#404040"), ("cosine", "#1f77b4"), ("step", "#17becf"), ("linear", "#9467bd"),
+                  ("learnable", "#2ca02c"), ("sogclr", "#ff7f0e"), ("isogclr", "#d62728"),
+                  ("tau_uncertainty", "#8c564b"), ("macl", "#e377c2"), ("rgclg", "#bcbd22"))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo")
+
+
+def strategy_color(name: str) -> str:
+    """The colour of a strategy: fixed for the built-ins, else from a SHA-256 of the name (never Python's salted
+    hash), so it is the same in every figure, leaderboard and process."""
+    builtin = dict(BUILTIN_COLORS)
+    if name in builtin:
+        return builtin[name]
+    digest = hashlib.sha256(str(name).encode("utf-8")).digest()
+    hue = int.from_bytes(digest[:4], "big") / 2**32
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.55 + 0.35 * digest[4] / 255, 0.5 + 0.3 * digest[5] / 255)
+    return "#" + "".join(f"{round(255 * c):02x}" for c in (red, green, blue))
+
+
+def strategy_rank(name: str) -> tuple[int, str]:
+    """Sort key: the built-ins in their palette order, then every other name alphabetically."""
+    order = [n for n, _ in BUILTIN_COLORS]
+    return (order.index(name) if name in order else len(order), str(name))
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one configuration is drawn: its strategy's colour; the variant number picks marker, line and hatch."""
+
+    color: str
+    variant: int = 0
+
+    @property
+    def marker(self) -> str:
+        return MARKERS[self.variant % len(MARKERS)]
+
+    @property
+    def linestyle(self) -> str:
+        return LINESTYLES[self.variant % len(LINESTYLES)]
+
+    @property
+    def hatch(self) -> str:
+        return HATCHES[self.variant % len(HATCHES)]
+
+    def line(self) -> dict[str, Any]:
+        return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle}
+
+    def bar(self) -> dict[str, Any]:
+        return {"color": self.color, "hatch": self.hatch, "edgecolor": "white", "linewidth": 0.5}
+
+
+def cell_styles(cells: Mapping[str, str]) -> dict[str, Style]:
+    """label -> Style from label -> strategy: a strategy's variants (its labels, sorted) share its colour and get
+    the 0th, 1st, ... marker / line style / hatch."""
+    out = {}
+    for strategy in {str(s) for s in cells.values()}:
+        for k, label in enumerate(sorted(lb for lb, s in cells.items() if str(s) == strategy)):
+            out[label] = Style(strategy_color(strategy), k)
+    return out
+
+
+def ordered_labels(cells: Mapping[str, str]) -> list[str]:
+    """The labels in strategy order (built-ins first, in palette order), variants of one strategy sorted."""
+    return sorted(cells, key=lambda label: (strategy_rank(str(cells[label])), label))
+
+
+def whiskers(center: Any, low: Any, high: Any, bounds: tuple[float | None, float | None] = (None, None)) -> np.ndarray:
+    """(2, n) error-bar lengths [center − low, high − center] with low and high clipped at `bounds` (e.g. (0, 100)
+    for a percentage: no whisker below 0 %); 0 where anything is NaN."""
+    center = np.asarray(center, dtype=np.float64).reshape(-1)
+    low = np.broadcast_to(np.asarray(low, dtype=np.float64), center.shape)
+    high = np.broadcast_to(np.asarray(high, dtype=np.float64), center.shape)
+    lo_bound = -np.inf if bounds[0] is None else bounds[0]
+    hi_bound = np.inf if bounds[1] is None else bounds[1]
+    err = np.vstack([center - np.clip(low, lo_bound, hi_bound), np.clip(high, lo_bound, hi_bound) - center])
+    return np.nan_to_num(err, nan=0.0).clip(min=0.0)
+
+
+def new_figure(panels: int = 1, width: float = 4.2, height: float = 3.2, cols: int | None = None) -> tuple[Any, Any]:
+    """(figure, flat list of axes) in constrained layout: `panels` axes of width × height inches, `cols` per row."""
+    plt = pyplot_agg()
+    cols = min(panels, cols or panels)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 1.8, height * rows), squeeze=False,
+                             layout="constrained")
+    flat = list(axes.reshape(-1))
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[:panels]
+
+
+def legend_outside(fig: Any, axes: Iterable[Any], title: str | None = None,
+                   handles: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    """One legend for the figure (the handles of `axes`, none repeated, or `handles`: label -> artist), right of the
+    top-right panel, starting at its top: never over the data nor the figure's title (constrained layout makes
+    room for it)."""
+    axes = list(axes)
+    handles = dict(handles or {})
+    for ax in axes if not handles else []:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if not label.startswith("_"):
+                handles.setdefault(label, handle)
+    if not handles:
+        return
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.get_subplotspec() is not None] or axes
+    top = min(ax.get_subplotspec().rowspan.start for ax in visible)
+    anchor = max((ax for ax in visible if ax.get_subplotspec().rowspan.start == top),
+                 key=lambda ax: ax.get_subplotspec().colspan.stop)
+    anchor.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  borderaxespad=0.0, fontsize="small", frameon=False, title=title, title_fontsize="small", **kwargs)
+
+
+def log_count_axis(ax: Any, counts: Any, label: str = "training images per class") -> None:
+    """A log x-axis over `counts` with a little room either side and tick labels that cannot overlap
+    (`count_ticks`)."""
+    x = np.asarray(counts, dtype=np.float64)
+    x = x[np.isfinite(x) & (x > 0)]
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (1.0, 10.0)
+    pad = max((hi / lo) ** 0.06, 1.02) if hi > lo else 1.1
+    ax.set_xscale("log")
+    ax.set_xlim(lo / pad, hi * pad)
+    count_ticks(ax.xaxis, lo / pad, hi * pad)
+    ax.set_xlabel(label)
+
+
+def count_ticks(axis: Any, lo: float, hi: float) -> None:
+    """Ticks of a log axis over [lo, hi] as plain numbers: decades (plus 2, 3 and 5 over a narrow range), or a few
+    round numbers when the range is under one decade; minor ticks unlabelled."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    decades = np.log10(hi / lo)
+    if decades < 1.0:
+        ticks = [t for t in MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
+        axis.set_major_locator(FixedLocator(ticks))
+    else:
+        subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.5 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def dodge(values: Any, index: int, count: int, spread: float, log: bool = False) -> np.ndarray:
+    """Shift `values` for the index-th of `count` series side by side (total width `spread`; on a log axis a
+    factor of 10**spread), so series at the same x do not hide each other."""
+    offset = (index - (count - 1) / 2) * spread / max(count, 1)
+    values = np.asarray(values, dtype=np.float64)
+    return values * 10.0**offset if log else values + offset
+
 
 def save_bar_figure(table: pd.DataFrame, x_col: str, metrics: list[str], path: str | os.PathLike[str],
-                    title: str = "", labels: Mapping[str, str] | None = None) -> Path:
-    """One panel per metric m: bars per `label` (a configuration), grouped by `x_col`, heights `<m>_mean`, error
-    bars `<m>_ci95` (none where NaN, e.g. one seed). `labels` names the metrics on the axes."""
-    plt = pyplot_agg()
-    labels = labels or {}
-    strategies, xs = sorted(table["label"].unique()), list(dict.fromkeys(table[x_col]))
-    width = 0.8 / max(1, len(strategies))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3 + 1.2 * len(xs) * len(metrics), 3.5), squeeze=False)
+                    title: str = "", labels: Mapping[str, str] | None = None,
+                    bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> list[Path]:
+    """One panel per metric m: bars per `label` (a configuration, coloured by its `strategy` column when there is
+    one), grouped by `x_col`, heights `<m>_mean`, whiskers `<m>_ci95` clipped at bounds[m] (none where NaN, e.g.
+    one seed; no bar where the mean is NaN). `labels` are the axis labels. Returns the PNG and PDF paths."""
+    labels, bounds = labels or {}, bounds or {}
+    cells = dict(zip(table["label"], table["strategy"] if "strategy" in table else table["label"], strict=True))
+    order, styles, xs = ordered_labels(cells), cell_styles(cells), list(dict.fromkeys(table[x_col]))
+    width = 0.8 / max(1, len(order))
+    fig, axes = new_figure(len(metrics), width=max(3.0, 0.8 + 0.22 * len(xs) * len(order)), height=2.8, cols=2)
     try:
-        for ax, metric in zip(axes[0], metrics, strict=True):
-            for i, strategy in enumerate(strategies):
-                sub = table[table["label"] == strategy].set_index(x_col).reindex(xs)
-                offsets = np.arange(len(xs)) + (i - (len(strategies) - 1) / 2) * width
-                ax.bar(offsets, sub[f"{metric}_mean"].fillna(0.0).to_numpy(), width,
-                       yerr=sub[f"{metric}_ci95"].fillna(0.0).to_numpy(), capsize=2, label=strategy)
+        for ax, metric in zip(axes, metrics, strict=True):
+            lo, hi = bounds.get(metric, (None, None))
+            for i, label in enumerate(order):
+                sub = table[table["label"] == label].drop_duplicates(x_col).set_index(x_col).reindex(xs)
+                mean, half = sub[f"{metric}_mean"].to_numpy(float), sub[f"{metric}_ci95"].to_numpy(float)
+                ok = np.isfinite(mean)
+                offsets = np.arange(len(xs))[ok] + (i - (len(order) - 1) / 2) * width
+                ax.bar(offsets, mean[ok], width, label=label, **styles[label].bar())
+                ax.hlines(mean[ok], offsets - width / 2, offsets + width / 2, color=styles[label].color,
+                          linewidth=1.2, clip_on=False)  # a bar of height 0 still shows
+                err = whiskers(mean[ok], mean[ok] - half[ok], mean[ok] + half[ok], (lo, hi))
+                ax.errorbar(offsets, mean[ok], yerr=err, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
             ax.set_xticks(np.arange(len(xs)), [str(x) for x in xs])
-            ax.set_ylabel(f"{labels.get(metric, metric)} (%)")
-            ax.set_title(f"{title} {labels.get(metric, metric)}".strip())
-        axes[0][-1].legend(fontsize="small", loc="lower right")
-        fig.tight_layout()
-        return save_figure_atomic(fig, path)
+            ax.set_ylabel(labels.get(metric, metric))
+            ax.set_ylim(bottom=lo, top=hi)
+            ax.grid(axis="y", alpha=0.3)
+            ax.set_axisbelow(True)
+        if title:
+            fig.suptitle(title, fontsize="medium")
+        legend_outside(fig, axes)
+        return save_figure(fig, path)
     finally:
-        plt.close(fig)
+        pyplot_agg().close(fig)
 
 
-def save_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike[str],
-                       title: str = "", ylabel: str = "class-mean τ (mean over seeds)") -> Path:
-    """One line per name: y against training images per class (log x); curves: name -> (counts (C,), y (C,))."""
-    plt = pyplot_agg()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    try:
-        for name, (counts, values) in curves.items():
-            order = np.argsort(counts, kind="stable")
-            ax.plot(np.asarray(counts)[order], np.asarray(values)[order], "o-", markersize=3, label=name)
-        ax.set_xscale("log")
-        ax.set_xlabel("training images per class")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        return save_figure_atomic(fig, path)
-    finally:
-        plt.close(fig)
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> list[Path]:
+    """The figure as PNG (DPI) at `path` (suffix .png) and as PDF beside it, each written atomically."""
+    from tempbench.datasets.files import write_atomic
+
+    png = Path(path).with_suffix(".png")
+    out = [write_atomic(png, lambda fh: fig.savefig(fh, format="png", dpi=DPI), text=False)]
+    fig.set_layout_engine("none")  # the layout the PNG got (in inches) is the PDF's too: computed once
+    out.append(write_atomic(png.with_suffix(".pdf"), lambda fh: fig.savefig(fh, format="pdf", dpi=DPI), text=False))
+    return out
 
 
 def save_figure_atomic(fig: Any, path: str | os.PathLike[str]) -> Path:
-    """fig.savefig as PNG, written atomically onto `path`."""
+    """fig.savefig as PNG (DPI), written atomically onto `path` (one file; `save_figure` writes PNG and PDF)."""
     from tempbench.datasets.files import write_atomic
 
-    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120), text=False)
+    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI), text=False)
 
 
 def pyplot_agg() -> Any:

@@ -1,4 +1,5 @@
-"""`load_dataset`: a card name or a source string -> an `ImageDataset` (uint8 tensors on the CPU, long-tail cut done).
+"""`load_dataset`: a card name or a source string -> an `ImageDataset` (uint8 tensors on the CPU, long-tail cut done),
+or a `CaptionDataset` for image_text cards and sources (`dataset_pairing` says which, from the string alone).
 
 Every argument is checked before any image is read; a card's local copies are tried before its source.
 """
@@ -12,10 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .captions import CaptionDataset
 from .cards import AUGMENT_RECIPES, Card, get_card, list_cards
 from .locations import find_local
 from .long_tail import check_long_tail, class_groups, long_tail_indices
-from .sources import list_sources, load_source, parse_source
+from .sources import list_sources, load_source, parse_source, select_variant
 from .splits import RawSplits, to_channels, to_size
 
 
@@ -70,15 +72,22 @@ class ImageDataset:
 
 def load_dataset(spec: str, long_tail: float | None = None, image_size: int | None = None, seed: int = 0, *,
                  profile: str | None = None, n_max: int | None = None, channels: int | None = None,
-                 augment: str | None = None, **source_options: Any) -> ImageDataset:
+                 augment: str | None = None, **source_options: Any) -> ImageDataset | CaptionDataset:
     """Load a dataset card ("cifar10-lt") or a source string ("imagefolder:PATH", "hf:NAME?label=fine_label").
 
     long_tail: None = as the card says (no cut without a card); r in (0, 1] = that imbalance factor (1.0: balanced).
     profile ("exp"/"step") and n_max refine the cut; seed (a run's subset seed) picks each class's kept images.
     image_size and channels default to the card's (else to the source's own).
     source_options go to the source loader (e.g. image=, label=).
+    Image–caption cards and sources ("flickr8k", "tsv:PATH", "wds:PATTERN", "hf:NAME?caption=COL") give a
+    `CaptionDataset` instead; they take no long-tail cut.
     """
     card = resolve_card(spec)
+    if _pairing(card, spec, source_options) == "image_text":
+        from .caption_build import load_caption_dataset  # imported here: it builds on this module's helpers
+
+        return load_caption_dataset(spec, card, image_size=image_size, channels=channels, augment=augment,
+                                    long_tail=long_tail, profile=profile, n_max=n_max, options=source_options)
     lt = resolve_long_tail(card, long_tail, profile, n_max, seed)
     check_choices(image_size, channels, augment)
     size = image_size or (card.image_size if card else None)
@@ -88,6 +97,20 @@ def load_dataset(spec: str, long_tail: float | None = None, image_size: int | No
     if card:
         check_split_sizes(card, raw)
     return assemble(spec, card, raw, lt, size, chans, augment)
+
+
+def dataset_pairing(spec: str) -> str:
+    """"views" or "image_text" for a card name or a source string, read from the card or the string alone (no
+    data is loaded); an unknown name raises as `load_dataset` would. hf: is image_text when the string sets
+    caption=COL."""
+    return _pairing(resolve_card(spec), spec, {})
+
+
+def _pairing(card: Card | None, spec: str, options: dict[str, Any]) -> str:
+    if card is not None:
+        return card.pairing
+    source, _, query = parse_source(spec)
+    return select_variant(source, {**query, **options}).pairing
 
 
 def _hint(spec: str) -> str:

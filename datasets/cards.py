@@ -10,7 +10,8 @@ from typing import Any
 
 from .long_tail import check_long_tail
 
-AUGMENT_RECIPES = ("simclr", "digits")
+AUGMENT_RECIPES = ("simclr", "digits", "clip")
+PAIRINGS = ("views", "image_text")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class Card:
     augment:    two-view recipe name (see `tempbench.augment`).
     classes:    class names in label order, where the source only knows numbers (IDX files).
     long_tail:  None, or {"profile": "exp"|"step", "imbalance_factor": r, optionally "n_max": n}.
+    pairing:    "views" (labelled images, two augmented views) or "image_text" (images with captions, CLIP-style);
+                image_text cards count images per split (train/val/test) and take no classes or long tail.
+    captions_per_image: image_text cards only: every split image must have exactly this many captions.
     """
 
     name: str
@@ -40,6 +44,8 @@ class Card:
     classes: tuple[str, ...] | None = None
     long_tail: dict[str, Any] | None = None
     reference: str = ""
+    pairing: str = "views"
+    captions_per_image: int | None = None
 
     def __post_init__(self) -> None:
         where = f"card {self.name!r}"
@@ -51,12 +57,25 @@ class Card:
             raise ValueError(f"{where}: unknown augment recipe {self.augment!r}; valid: {', '.join(AUGMENT_RECIPES)}")
         if not isinstance(self.image_size, int) or self.image_size < 1:
             raise ValueError(f"{where}: image_size must be a positive int, got {self.image_size!r}")
+        self._check_pairing(where)
         if self.long_tail is not None:
             unknown = sorted(set(self.long_tail) - {"profile", "imbalance_factor", "n_max"})
             if unknown:
                 raise ValueError(f"{where}: unknown long_tail key(s) {unknown}")
             check_long_tail(self.long_tail["imbalance_factor"], self.long_tail.get("profile", "exp"),
                             self.long_tail.get("n_max"))
+
+    def _check_pairing(self, where: str) -> None:
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"{where}: pairing must be one of {PAIRINGS}, got {self.pairing!r}")
+        if self.pairing == "views":
+            if self.captions_per_image is not None:
+                raise ValueError(f"{where}: captions_per_image applies to image_text cards only")
+            return
+        if self.long_tail is not None or self.classes is not None:
+            raise ValueError(f"{where}: an image_text card takes no long_tail or classes (captions are its labels)")
+        if not set(self.splits) <= {"train", "val", "test"}:
+            raise ValueError(f"{where}: image_text splits are train, val and test, got {sorted(self.splits)}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view of the card."""

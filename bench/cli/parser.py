@@ -87,6 +87,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     add_set(p, "a run setting (epochs, lr, encoder, ...) or a strategy hyperparameter (tau, rho, ...); repeatable")
     add_out(p, "runs/train", "runs.csv, checkpoints, τ tables, the MLflow store")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint of the same config")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="train on N processes of this machine (torchrun; one GPU each, or gloo on the CPU); the "
+                        "batch size stays the global batch")
     add_json(p)
     add_tracking(p)
 
@@ -104,6 +107,14 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     add_out(p, None, "runs.csv, leaderboard, figures, MLflow store (unset: runs/SUITE)")
     p.add_argument("--rerun", action="store_true", help="train again the runs already in runs.csv")
     p.add_argument("--checkpoints", action="store_true", help="keep each run's last checkpoint (DIR/checkpoints)")
+    p.add_argument("--storage", default=None, metavar="URL", help="run the suite as a grid study on this Optuna "
+                   "storage (postgresql://USER@HOST/DB, ...): the same command on any number of machines shares one "
+                   "sweep and trains no run twice")
+    p.add_argument("--study", default=None, help="the sweep's study name (unset: suite-SUITE)")
+    p.add_argument("--devices", default=None, metavar="LIST", help="one training per device at a time, in worker "
+                   "processes: 0,1,2,3 (CUDA devices) or cpu,cpu (unset: one process, the run settings' device)")
+    p.add_argument("--heartbeat", type=int, default=60, metavar="S", help="with --storage: seconds between a "
+                   "run's heartbeats; a run silent for 2 × S is failed and trained again by another worker")
     add_json(p)
     add_tracking(p)
 
@@ -112,8 +123,13 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "leaderboard", "tempbench.cli.leaderboard:main", "aggregate result rows into leaderboard "
                 "tables and figures", "Rebuild leaderboard.md, leaderboard.csv and the figures from result rows and "
                 "print the table.")
-    p.add_argument("runs", metavar="RUNS.csv", help="result rows, one per run")
-    add_out(p, None, "leaderboard.md, leaderboard.csv and figures (unset: next to RUNS.csv)")
+    p.add_argument("runs", metavar="RUNS.csv", nargs="?", default=None, help="result rows, one per run (or "
+                   "--storage)")
+    p.add_argument("--storage", default=None, metavar="URL", help="read the rows of every finished run of a sweep "
+                   "(`tempbench run --storage`) from this Optuna storage instead")
+    p.add_argument("--study", default=None, help="with --storage: the sweep's study (unset: the storage's only one)")
+    add_out(p, None, "leaderboard.md, leaderboard.csv and figures (unset: next to RUNS.csv; with --storage "
+            "runs/STUDY)")
     p.add_argument("--metric", action="append", default=None, metavar="NAME",
                    help="a metric column (repeatable; unset: the registry's leaderboard metrics; `tempbench "
                         "metrics` lists them)")
@@ -123,27 +139,37 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
 def add_sensitivity(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "sensitivity", "tempbench.cli.sensitivity:main", "hyperparameter-sensitivity studies "
                 "(Optuna) with a report", "One Optuna study per strategy on one dataset, each trial a training run; "
-                "then a report of how much the final metric moves across each strategy's search space. Re-running "
-                "a command resumes its studies.")
+                "then a report of how much the validation metric moves across each strategy's search space, next "
+                "to the seed noise. Re-running a command resumes its studies.")
     p.add_argument("--strategy", required=True, help="strategy name(s), comma-separated")
     p.add_argument("--dataset", required=True, help="dataset card or source (e.g. sklearn:digits)")
     p.add_argument("--trials", type=int, default=None, help=f"trials per strategy (unset: {DEFAULT_TRIALS}; "
-                   "--grid: the whole grid)")
-    p.add_argument("--grid", action="store_true", help="evaluate the strategy's fixed grid instead of TPE search")
+                   "--grid: the whole grid); Sobol points are best balanced at a power of two")
+    p.add_argument("--goal", choices=("sensitivity", "tune"), default="sensitivity", help="sensitivity: a "
+                   "space-filling design (Sobol points, or --grid); tune: TPE search with the median pruner")
+    p.add_argument("--grid", action="store_true", help="evaluate the strategy's fixed grid instead of Sobol points")
     p.add_argument("--grid-values", action="append", default=[], metavar="[STRATEGY.]PARAM=V1,V2",
                    help="with --grid: replace one grid parameter's values (a reduced grid); repeatable")
-    p.add_argument("--storage", default=None, help="Optuna storage: RDB URL or journal:PATH (unset: SQLite in "
-                   "--out)")
+    p.add_argument("--prune", action="store_true", help="stop poor trials early (median pruner on the validation "
+                   "monitor); pruned trials count in the spread at their last value (on with --goal tune)")
+    p.add_argument("--repeats", type=int, default=0, metavar="K", help="then re-run K configurations (1: best, 2: "
+                   "+ worst, 3: + median, by validation) over --repeat-seeds more seeds, for the seed noise")
+    p.add_argument("--repeat-seeds", type=int, default=3, metavar="S", help="extra seeds per repeated "
+                   "configuration (--seed + 1 ... --seed + S)")
+    p.add_argument("--storage", default=None, help="Optuna storage: RDB URL (postgresql://USER@HOST/DB, ...) or "
+                   "journal:PATH (unset: SQLite in --out)")
     p.add_argument("--study", default=None, help="study name (unset: STRATEGY-DATASET); several strategies get "
                    "-STRATEGY")
-    p.add_argument("--seed", type=int, default=0, help="training seed of every trial, and the sampler's")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every trial, and the design's")
     p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the trial budget")
+    p.add_argument("--heartbeat", type=int, default=60, metavar="S", help="RDB storage: seconds between a "
+                   "trial's heartbeats; a trial silent for 2 × S is failed and re-run by another worker")
     add_run_flags(p)
     add_set(p, "a run setting shared by every trial (batch_size, encoder, lr, ...); repeatable")
     p.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                   help="also search the learning rate, log-uniformly (TPE only)")
+                   help="also search the learning rate, log-uniformly (not with --grid)")
     p.add_argument("--metric", default=DEFAULT_STUDY_METRIC, help="validation metric to maximise (a val_... "
-                   "metric: studies never select on test)")
+                   "metric: studies never select on test; its test twin is reported beside it)")
     add_out(p, None, "report, Optuna storage, MLflow store (unset: runs/sensitivity-DATASET)")
     add_json(p)
     add_tracking(p)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tempbench.config import merge_flags, resolve_run_config, split_assignments
+from tempbench.datasets import dataset_pairing
 from tempbench.eval import list_metrics
 from tempbench.leaderboard import append_row
 from tempbench.train import run_id, train
@@ -42,7 +43,7 @@ def launch(args: argparse.Namespace) -> int:
 
 
 def train_here(args: argparse.Namespace) -> int:
-    settings, hyperparameters = split_assignments(args.set, args.strategy)
+    settings, hyperparameters = split_assignments(args.set, args.strategy, dataset_pairing(args.dataset))
     flags = {"seed": args.seed, "long_tail": args.long_tail, "image_size": args.image_size, "epochs": args.epochs,
              "device": args.device}
     config = resolve_run_config(args.strategy, args.dataset, settings=merge_flags(settings, flags),
@@ -66,7 +67,8 @@ def train_here(args: argparse.Namespace) -> int:
 def format_row(row: dict) -> str:
     """The run's identity, its summary metrics (from the registry) and timings, one per line."""
     lines = [f"{k:>16}: {_fmt(row.get(k))}" for k in ROW_FIELDS[:4]]
-    lines += [f"{m.label:>16}: {_fmt(row.get(m.name))}" for m in list_metrics() if m.summary]
+    lines += [f"{m.label:>16}: {_fmt(row.get(m.name))}" for m in list_metrics(pairing=row.get("pairing", "views"))
+              if m.summary]
     lines += [f"{k:>16}: {_fmt(row.get(k))}" for k in ROW_FIELDS[4:]]
     return "\n".join(lines)
 

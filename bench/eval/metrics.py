@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from tempbench.text import did_you_mean
+from tempbench.names import did_you_mean
 
 ENTRY_POINT_GROUP = "tempbench.metrics"
 SPLITS = ("test", "val")
@@ -90,7 +90,7 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    from . import builtin_metrics  # noqa: F401  (registers the built-ins)
+    from . import builtin_metrics, image_text_metrics  # noqa: F401  (registers the built-ins: views, image_text)
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         obj = ep.load()
@@ -120,9 +120,9 @@ def metric_label(name: str) -> str:
 
 
 def summary_line(row: dict[str, Any]) -> str:
-    """The registry's summary metrics a row holds, as "label value" pairs on one line."""
+    """The registry's summary metrics of the row's pairing that it holds, as "label value" pairs on one line."""
     parts = []
-    for m in list_metrics():
+    for m in list_metrics(pairing=row.get("pairing", "views")):
         value = row.get(m.name)
         if m.summary and isinstance(value, (int, float)):
             parts.append(f"{m.label} {value:.2f}")

@@ -55,26 +55,39 @@ def tau_row_fields(summary: dict[str, Any]) -> dict[str, Any]:
     return {"tau_spearman": summary["spearman"], "tau_by_class": json.dumps(means)}
 
 
-def save_tau_figure(summary: dict[str, Any], path: str | os.PathLike[str], title: str = "") -> Path:
-    """Write a PNG of each class's median τ with its interquartile range against training images per class (log x),
-    atomically; returns the path. The median, not the mean, sits inside its own [q25, q75] however τ piles up at a
-    bound, so the bars are always well defined."""
-    from tempbench.figures import pyplot_agg, save_figure_atomic
+def save_tau_figure(summary: dict[str, Any], path: str | os.PathLike[str], title: str = "",
+                    strategy: str | None = None) -> Path:
+    """Write each class's median τ with its interquartile range against training images per class (log x) as a PNG
+    at `path` and a PDF beside it, each atomically; returns the PNG's path. The median, not the mean, sits inside
+    its own [q25, q75] however τ piles up at a bound, so the bars are always well defined. The colour is the
+    strategy's (tempbench.figures.strategy_color; by default the title's first word names the strategy)."""
+    from tempbench.figures import (
+        legend_outside,
+        log_count_axis,
+        new_figure,
+        pyplot_agg,
+        save_figure,
+        strategy_color,
+        whiskers,
+    )
 
     plt = pyplot_agg()
     t = summary["table"].dropna(subset=["q50"])
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    name = strategy or (title.split()[0] if title.split() else "")
+    fig, (ax,) = new_figure(1, width=4.6, height=3.3)
     try:
-        err = np.vstack([t["q50"] - t["q25"], t["q75"] - t["q50"]]).clip(min=0.0)
-        ax.errorbar(t["count"], t["q50"], yerr=err, fmt="o", capsize=3, label="class median τ (IQR)")
-        ax.set_xscale("log")
-        ax.set_xlabel("training images per class")
-        ax.set_ylabel("τ")
-        ax.set_title(f"{title}\nSpearman ρ (class-mean τ vs count) = {summary['spearman']:.2f}".strip(),
-                     fontsize="medium")
-        ax.legend(loc="best", fontsize="small")
-        fig.tight_layout()
-        return save_figure_atomic(fig, path)
+        err = whiskers(t["q50"], t["q25"], t["q75"], (0.0, None))
+        ax.errorbar(t["count"], t["q50"], yerr=err, fmt="o", color=strategy_color(name), markersize=4, capsize=2,
+                    elinewidth=0.9, label="class median τ\n(bars: q25–q75)")
+        log_count_axis(ax, t["count"] if len(t) else summary["table"]["count"])
+        ax.set_ylabel("per-sample τ")
+        ax.grid(alpha=0.3)
+        rho = summary["spearman"]
+        rho_text = f"Spearman ρ (class-mean τ vs class size) = {rho:+.2f}" if np.isfinite(rho) else \
+            "Spearman ρ undefined (constant τ or class sizes)"
+        fig.suptitle(f"{title}\n{rho_text}".strip(), fontsize="medium")
+        legend_outside(fig, [ax])
+        return save_figure(fig, path)[0]
     finally:
         plt.close(fig)
 

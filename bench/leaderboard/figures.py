@@ -1,42 +1,70 @@
-"""Leaderboard figures, drawn after the tables are written (a figure that fails is a warning, never a lost table):
-accuracy per configuration, long-tail group bars, and class-mean τ against class frequency."""
+"""Leaderboard figures, drawn after the tables are written (a figure that fails is a warning, never a lost table), each
+as PNG and PDF, with one colour per strategy throughout (tempbench.figures.strategy_color):
+
+    accuracy                     the first four metrics per dataset and configuration (bars, 95 % CI whiskers)
+    groups_<dataset>             many/medium/few (or head/mid/tail) accuracy per configuration
+    tau_<dataset>                final class-mean τ vs class size, seed spread, mean Spearman ρ
+    class_accuracy_<dataset>     per-class kNN-200 / linear accuracy vs class size
+    tau_classes_<dataset>        class-mean τ over epochs, one panel per per-sample-τ configuration
+    tau_quantiles_<dataset>      the τ distribution (q10 … q90) at a few epochs
+    tau_epochs_<dataset>         mean τ over epochs of every configuration (band: 95 % CI over seeds)
+    training_<dataset>           training loss over epochs (and the validation kNN monitor where held out)
+    fixed_tau_<dataset>          accuracy vs τ of the `fixed` cells that differ only in τ
+    forest_<dataset>             paired Δ vs `fixed` with 95 % CIs per metric; filled: Holm p < 0.05
+
+A figure these rows cannot draw (no per-sample strategy, no τ sweep, no baseline...) is skipped; figures.md lists
+every figure with its caption, and every skipped one with the reason.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from tempbench.eval import metric_label
-from tempbench.figures import save_bar_figure, save_curves_figure
-from tempbench.text import slug
+from tempbench.datasets.files import write_atomic
+from tempbench.figures import save_bar_figure
+from tempbench.names import slug
 
+from . import classes, curves, deltas
+from .plotdata import Board, Skip, metric_axis
 from .stats import mean_ci
 
+log = logging.getLogger("tempbench.leaderboard")
+Builder = Callable[[Board, str, pd.DataFrame, Path], list[Path]]
 
-def save_leaderboard_figures(rows: pd.DataFrame, summary: pd.DataFrame, metrics: list[str],
-                             out_dir: Path) -> list[Path]:
-    """accuracy.png (the first two metrics per dataset and configuration, CI bars), groups_<dataset>.png
-    (many/medium/few, or head/mid/tail where a shot group is empty) and tau_<dataset>.png (class-mean τ vs class
-    count, where rows carry tau_by_class and class_counts)."""
-    labels = dict(zip(summary["cell"], summary["label"]))
-    rows = rows.assign(label=rows["config_hash"].astype(str).map(labels))
-    files = [save_bar_figure(summary, "dataset", metrics[:2], out_dir / "accuracy.png",
-                             labels={m: metric_label(m) for m in metrics})]
-    for dataset, group in rows.groupby("dataset", sort=True):
-        names = _group_names(group)
-        if names:
-            table = _group_summary(group, names)
-            files.append(save_bar_figure(table, "group", ["knn200", "linear"], out_dir / f"groups_{slug(dataset)}.png",
-                                         title=str(dataset), labels={"knn200": "kNN-200 top-1",
-                                                                     "linear": "linear top-1"}))
-        tau = _tau_by_label(group)
-        if tau:
-            files.append(save_curves_figure(tau, out_dir / f"tau_{slug(dataset)}.png", title=str(dataset)))
-    return files
+
+ACCURACY_PANELS = 4
+
+
+def save_accuracy(board: Board, path: Path) -> list[Path]:
+    metrics = board.metrics[:ACCURACY_PANELS]
+    axes = {m: metric_axis(m) for m in metrics}
+    return save_bar_figure(board.summary, "dataset", metrics, path, labels={m: a[0] for m, a in axes.items()},
+                           bounds={m: a[1] for m, a in axes.items()})
+
+
+def save_groups(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    names = _group_names(rows)
+    if not names:
+        raise Skip("no class-group accuracies (linear_many/medium/few or linear_head/mid/tail) in these rows")
+    out = []
+    for label, sub in board.by_cell(rows):
+        for g in names:
+            rec: dict[str, Any] = {"label": label, "strategy": board.cells[label], "group": _group_title(g)}
+            for proto in ("knn200", "linear"):
+                col = f"{proto}_{g}"
+                values = pd.to_numeric(sub[col], errors="coerce") if col in sub.columns else []
+                rec[f"{proto}_mean"], rec[f"{proto}_ci95"], _ = mean_ci(values)
+            out.append(rec)
+    axes = {p: metric_axis(f"{p}_top1") for p in ("knn200", "linear")}
+    return save_bar_figure(pd.DataFrame(out), "group", ["knn200", "linear"], path, title=f"{dataset}: accuracy "
+                           "per class group", labels={p: a[0] for p, a in axes.items()},
+                           bounds={p: a[1] for p, a in axes.items()})
 
 
 def _group_names(rows: pd.DataFrame) -> list[str]:
@@ -48,40 +76,68 @@ def _group_names(rows: pd.DataFrame) -> list[str]:
     return []
 
 
-def _group_summary(rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    out = []
-    for label, sub in rows.groupby("label", sort=True):
-        for g in names:
-            rec: dict[str, Any] = {"label": label, "group": g}
-            for proto in ("knn200", "linear"):
-                col = f"{proto}_{g}"
-                values = pd.to_numeric(sub[col], errors="coerce") if col in sub.columns else []
-                rec[f"{proto}_mean"], rec[f"{proto}_ci95"], _ = mean_ci(values)
-            out.append(rec)
-    return pd.DataFrame(out)
+def _group_title(group: str) -> str:
+    """"many (>100)" from the registry's "linear many (>100)"."""
+    label = metric_axis(f"linear_{group}")[0].removesuffix(" (%)")
+    return label.removeprefix("linear ") if label.startswith("linear ") else group
 
 
-def _tau_by_label(rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """label -> (class counts, class-mean τ averaged over seeds) from the JSON columns, where present."""
-    if "tau_by_class" not in rows.columns or "class_counts" not in rows.columns:
-        return {}
-    out = {}
-    for label, sub in rows.groupby("label", sort=True):
-        sub = sub[sub["tau_by_class"].notna() & sub["class_counts"].notna()]
-        if sub.empty:
-            continue
-        taus = np.array([_json_floats(v, "tau_by_class") for v in sub["tau_by_class"]], dtype=np.float64)
-        counts = np.asarray(_json_floats(sub["class_counts"].iloc[0], "class_counts"), dtype=np.float64)
-        if taus.ndim != 2 or taus.shape[1] != counts.size:
-            raise ValueError(f"{label}: tau_by_class lists must all have one entry per class ({counts.size})")
-        seen = (~np.isnan(taus)).sum(axis=0)
-        out[str(label)] = (counts, np.where(seen > 0, np.nansum(taus, axis=0) / np.maximum(seen, 1), np.nan))
-    return out
+PER_DATASET: tuple[tuple[str, str, Builder], ...] = (
+    ("groups", "accuracy per class group (many/medium/few shots, or head/mid/tail thirds), mean ± 95 % CI over "
+     "seeds", save_groups),
+    ("tau", "final class-mean τ vs training images per class, per-sample-τ strategies: mean over seeds, bars "
+     "min–max; legend: mean Spearman ρ (class-mean τ vs class size) over seeds", classes.save_tau_vs_frequency),
+    ("class_accuracy", "per-class test accuracy (kNN-200, linear) vs training images per class: mean over seeds, "
+     "bars min–max", classes.save_class_accuracy),
+    ("tau_classes", "class-mean τ over epochs, one panel per per-sample-τ configuration, colour: class size",
+     curves.save_tau_classes),
+    ("tau_quantiles", "distribution of the per-sample τ at a few epochs: box q25–q75, line median, whiskers "
+     "q10–q90, dots min/max (each averaged over seeds)", curves.save_tau_quantiles),
+    ("tau_epochs", "mean τ over all training samples at the end of each epoch (a schedule with a period under "
+     "an epoch is aliased), mean over seeds, band 95 % CI",
+     curves.save_tau_epochs),
+    ("training", "training loss per epoch (each configuration on its own scale), mean over seeds, band 95 % CI; "
+     "validation kNN monitor where a slice was held out", curves.save_training),
+    ("fixed_tau", "accuracy vs τ of the `fixed` configurations that differ only in τ, mean ± 95 % CI over seeds; "
+     "dashed: the other configurations with the same run settings", deltas.save_fixed_tau),
+    ("forest", "paired Δ against the `fixed` baseline per metric, mean ± 95 % CI over matched seeds; filled "
+     "markers: Holm-corrected p < 0.05", deltas.save_forest),
+)
 
 
-def _json_floats(text: Any, column: str) -> list[float]:
-    try:
-        values = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"column {column!r} must hold a JSON list of numbers, got {text!r}") from exc
-    return [float("nan") if v is None else float(v) for v in values]
+def save_leaderboard_figures(rows: pd.DataFrame, summary: pd.DataFrame, metrics: list[str],
+                             out_dir: Path) -> list[Path]:
+    """Every figure these rows can draw (PNG + PDF each) and figures.md, the list of figures with captions and of
+    the skipped ones with their reasons. A figure that fails is a FigureWarning; the others are still drawn."""
+    board = Board.of(rows, summary, metrics)
+    files: list[Path] = []
+    notes: dict[str, list[str]] = {}
+
+    def attempt(section: str, name: str, caption: str, draw: Callable[[], list[Path]]) -> None:
+        try:
+            files.extend(written := draw())
+            notes.setdefault(section, []).append(f"- {' / '.join(f'`{p.name}`' for p in written)} — {caption}")
+        except Skip as skip:
+            log.info("figure %s skipped: %s", name, skip)
+            notes.setdefault(section, []).append(f"- skipped `{name}`: {skip}")
+        except Exception as exc:  # one figure must never cost the others
+            from . import FigureWarning
+
+            warnings.warn(f"figure {out_dir / name} failed: {type(exc).__name__}: {exc}", FigureWarning,
+                          stacklevel=3)
+            notes.setdefault(section, []).append(f"- failed `{name}`: {type(exc).__name__}: {exc}")
+
+    shown = ", ".join(metric_axis(m)[0] for m in metrics[:ACCURACY_PANELS])
+    attempt("all datasets", "accuracy", f"{shown} per dataset and configuration, mean ± 95 % CI over seeds",
+            lambda: save_accuracy(board, out_dir / "accuracy.png"))
+    for dataset, group in board.rows.groupby("dataset", sort=True):
+        for stem, caption, build in PER_DATASET:
+            name = f"{stem}_{slug(dataset)}"
+            attempt(str(dataset), name, caption,
+                    lambda build=build, dataset=dataset, group=group, name=name:
+                    build(board, str(dataset), group, out_dir / f"{name}.png"))
+    text = "\n".join(["# Figures", "", "Each figure is a PNG (200 dpi) and a PDF; one colour per strategy in all of "
+                      "them. Seeds: the rows of one configuration cell (config_hash).", "",
+                      *(line for section, lines in notes.items() for line in (f"## {section}", "", *lines, ""))])
+    files.append(write_atomic(out_dir / "figures.md", lambda fh: fh.write(text)))
+    return files

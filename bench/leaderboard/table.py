@@ -27,10 +27,12 @@ IGNORED_IN_LABELS = ("seed", "device", "progress", "log_every", "checkpoint_ever
 EXTRA_COLUMNS = ("tau_spearman",)  # row fields that are summarised but never paired
 
 
-def default_metrics(rows: pd.DataFrame, pairing: str = "views") -> list[str]:
-    """The registry's leaderboard metrics of `pairing` that these rows report (a finite value somewhere)."""
-    return [m.name for m in list_metrics(pairing=pairing, split="test")
-            if m.leaderboard and m.compute is not None and _has_values(rows, m.name)]
+def default_metrics(rows: pd.DataFrame) -> list[str]:
+    """The registry's leaderboard metrics that these rows report (a finite value somewhere), of every pairing the
+    rows hold (a row without a `pairing` column is a `views` row)."""
+    pairings = set(rows["pairing"].dropna()) if "pairing" in rows else {"views"}
+    return [m.name for m in list_metrics(split="test") if m.pairing in pairings
+            and m.leaderboard and m.compute is not None and _has_values(rows, m.name)]
 
 
 def _has_values(rows: pd.DataFrame, column: str) -> bool:

@@ -71,7 +71,7 @@ def build_setups(bench: StepBench, data: Any) -> dict[str, Setup]:
     resident copy of the images."""
     setups: dict[str, Setup] = {}
     for name in bench.strategies:
-        config = resolve_run_config(name, "synthetic", settings={
+        config = resolve_run_config(name, "cifar10", settings={  # CIFAR-10-shaped synthetic images
             "encoder": bench.encoder, "batch_size": bench.batch_size, "device": str(bench.device),
             "progress": False, "compile": bench.compile, "seed": bench.seed})
         torch.manual_seed(bench.seed)
@@ -84,8 +84,7 @@ def build_setups(bench: StepBench, data: Any) -> dict[str, Setup]:
 
 def encoder_step(setup: Setup, views: torch.Tensor) -> None:
     """The bare encoder forward + backward on pre-made views, under the autocast `train_step` uses."""
-    cuda = setup.device.type == "cuda"
-    with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=cuda):
+    with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16):
         z = setup.model(views)
     z.float().square().mean().backward()
     setup.model.zero_grad(set_to_none=True)
@@ -99,7 +98,7 @@ def step_closures(bench: StepBench, setups: dict[str, Setup]) -> dict[str, Calla
     n = len(first.images)
     batches = [torch.randperm(n, generator=perm_gen)[:bench.batch_size].to(bench.device) for _ in range(4)]
     views = torch.cat(first.augment(first.images[batches[0]], aug_gen))
-    if bench.device.type == "cuda":
+    if first.bf16:
         views = views.contiguous(memory_format=torch.channels_last)
 
     def step_of(setup: Setup) -> Callable[[int], None]:

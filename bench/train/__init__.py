@@ -4,8 +4,9 @@
     row = train(config, out_dir=Path("runs/x"))
 """
 
+from .artifacts import ArtifactWarning
 from .loop import NonFiniteLossError, train_one_epoch, train_step
-from .row import ArtifactWarning, TauReport, evaluate_run
+from .row import TauReport, evaluate_run
 from .run import Progress, run_id, train
 from .setup import Setup, build_setup, setup_from_data
 

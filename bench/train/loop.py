@@ -18,6 +18,7 @@ from tempbench.eval import extract_features, knn_predict, prepare_features, sear
 from tempbench.strategies import Clock, StepOut
 
 from .distributed import gather_rows, gather_with_grad, local_slice, shard_range
+from .image_text import CAPTION
 from .setup import AUGMENT, ORDER, Setup, seed_for
 
 MONITOR_K, MONITOR_T = 200, 0.1  # the kNN protocol of the final evaluation, on the held-out validation slice
@@ -32,8 +33,7 @@ def train_one_epoch(setup: Setup, epoch: int, step: int) -> tuple[dict[str, floa
     Returns (the epoch's metrics, the next global step). Raises NonFiniteLossError naming the first bad step."""
     cfg, device, spe = setup.config, setup.device, setup.steps_per_epoch
     setup.model.train()
-    perm = torch.randperm(len(setup.images), generator=torch.Generator().manual_seed(seed_for(cfg.seed, epoch, ORDER)))
-    perm = perm.to(device)
+    perm = epoch_order(setup, epoch).to(device)
     aug_gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, epoch, AUGMENT))
     losses: list[Tensor] = []
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
@@ -56,6 +56,18 @@ def train_one_epoch(setup: Setup, epoch: int, step: int) -> tuple[dict[str, floa
     return {**metrics, "step_losses": step_losses}, step + spe
 
 
+def epoch_order(setup: Setup, epoch: int) -> Tensor:
+    """The strategy indices of an epoch, in training order (consecutive slices are the batches): a permutation of
+    the training images; for image_text each image replaced by one of its caption pairs, drawn at random."""
+    seed = setup.config.seed
+    perm = torch.randperm(len(setup.images), generator=torch.Generator().manual_seed(seed_for(seed, epoch, ORDER)))
+    if setup.pairs is None:
+        return perm
+    pair_of_image = setup.pairs.draw(torch.arange(len(setup.images)),
+                                     torch.Generator().manual_seed(seed_for(seed, epoch, CAPTION)))
+    return pair_of_image[perm]
+
+
 def _sync_and_check(bar: Any, first_bad: Tensor, loss: Tensor, out: StepOut, epoch: int, views: int,
                     seconds: float) -> None:
     """The one host sync of `log_every` steps: stop on a non-finite loss, else refresh the progress bar."""
@@ -70,15 +82,7 @@ def train_step(setup: Setup, idx: Tensor, clock: Clock, aug_gen: torch.Generator
 
     idx is the global batch; under torchrun this process augments and encodes its own slice, and the strategy
     sees every process's projections (`gather_with_grad`) with the global idx (see `distributed`)."""
-    cuda, world = setup.device.type == "cuda", setup.world
-    local = local_slice(idx, world)
-    v1, v2 = setup.augment.slice_of(setup.images[local], aug_gen, world.rank * len(local), len(idx))
-    views = torch.cat([v1, v2])
-    if cuda:
-        views = views.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=cuda):
-        z1, z2 = setup.train_model(views).chunk(2)
-    z1, z2 = gather_with_grad(z1, world), gather_with_grad(z2, world)
+    z1, z2 = encode_pairs(setup, idx, aug_gen)
     out = setup.strategy(z1, z2, idx, clock)  # float32 inside, whatever autocast gave
     setup.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
@@ -91,12 +95,30 @@ def train_step(setup: Setup, idx: Tensor, clock: Clock, aug_gen: torch.Generator
 TAU_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
+def encode_pairs(setup: Setup, idx: Tensor, aug_gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The two (B, d) inputs of the strategy for the global batch `idx`: the projections of two augmented views of
+    each image, or of one view of each image and of its caption (image_text). Under torchrun each process encodes
+    its slice and the projections are gathered with gradient."""
+    world = setup.world
+    local = local_slice(idx, world)
+    rows = local if setup.pairs is None else setup.pairs.images[local.cpu()].to(setup.device)
+    views = torch.cat(setup.augment.slice_of(setup.images[rows], aug_gen, world.rank * len(local), len(idx)))
+    if setup.bf16:
+        views = views.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16):
+        if setup.pairs is None:
+            z1, z2 = setup.train_model(views).chunk(2)
+        else:
+            z1, z2 = setup.train_model(views, setup.pairs.captions[local.cpu()].to(setup.device))
+    return gather_with_grad(z1, world), gather_with_grad(z2, world)
+
+
 def epoch_metrics(setup: Setup, mean_loss: float, out: StepOut, elapsed: float) -> dict[str, Any]:
     """Per-epoch numbers: loss, learning rate, throughput, τ over all training samples (mean, range, quantiles), the
     strategy's own logs of the epoch's last batch (prefixed `batch_`), and `tau_by_class`, the class-mean τ (a
     list: kept in the row's history for the per-class τ figures, not tracked as a metric)."""
     cfg = setup.config
-    tau = setup.strategy.temperatures().float()
+    tau = setup.strategy.temperatures().float().flatten()  # image_text: both anchors of every pair
     q = torch.quantile(tau, torch.tensor(TAU_QUANTILES, device=tau.device)).tolist()
     metrics: dict[str, Any] = {"loss": float(mean_loss), "lr": float(setup.scheduler.get_last_lr()[0]),
                                "views_per_s": 2 * cfg.batch_size * setup.steps_per_epoch / elapsed,
@@ -104,8 +126,9 @@ def epoch_metrics(setup: Setup, mean_loss: float, out: StepOut, elapsed: float) 
                                **{f"tau_q{round(100 * p)}": v for p, v in zip(TAU_QUANTILES, q)}}
     for key, value in out.logs.items():
         metrics.setdefault(f"batch_{key}", float(value))
-    metrics["tau_by_class"] = class_means(tau, setup.data.train_labels[setup.train_idx].to(tau.device),
-                                          setup.data.num_classes)
+    if setup.pairs is None:  # labelled images: the class-mean τ (image_text pairs have no classes)
+        metrics["tau_by_class"] = class_means(tau, setup.data.train_labels[setup.train_idx].to(tau.device),
+                                              setup.data.num_classes)
     return metrics
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ from tempbench.datasets.files import write_atomic
 from tempbench.eval import Evaluation, LabelledFeatures, evaluate, summarize_tau, tau_row_fields
 from tempbench.provenance import device_name, git_commit, package_versions
 
+from .artifacts import write_or_warn
+from .image_text import DensityReport, retrieval
 from .loop import sharded_features
 from .setup import Setup
 
@@ -45,18 +46,7 @@ class TauReport:
         return [p for name, write in writers.items() if (p := write_or_warn(folder / name, write)) is not None]
 
 
-class ArtifactWarning(UserWarning):
-    """A figure or table of a finished run could not be written; the run and its row are kept."""
 
-
-def write_or_warn(path: Path, write: Any) -> Path | None:
-    """write(path); on failure an ArtifactWarning naming the file, and None."""
-    try:
-        write(path)
-    except Exception as exc:  # a figure or table must never cost a finished run
-        warnings.warn(f"could not write {path}: {type(exc).__name__}: {exc}", ArtifactWarning, stacklevel=2)
-        return None
-    return path
 
 
 def build_evaluations(setup: Setup) -> dict[str, Evaluation]:
@@ -77,10 +67,12 @@ def build_evaluations(setup: Setup) -> dict[str, Evaluation]:
     return out
 
 
-def evaluate_run(setup: Setup) -> tuple[dict[str, Any], TauReport | None]:
+def evaluate_run(setup: Setup) -> tuple[dict[str, Any], TauReport | DensityReport | None]:
     """Every registered metric (test, and val where a slice is held out), per-class accuracies, the probe's
     diagnostics, and for per-sample-τ strategies the τ analytics. Under torchrun every process helps extract the
     features; rank 0 alone computes the metrics (the others get ({}, None))."""
+    if setup.pairs is not None:
+        return evaluate_image_text_run(setup)
     evaluations = build_evaluations(setup)
     if not setup.world.main:
         return {}, None
@@ -98,6 +90,20 @@ def evaluate_run(setup: Setup) -> tuple[dict[str, Any], TauReport | None]:
     return metrics, tau_report
 
 
+def evaluate_image_text_run(setup: Setup) -> tuple[dict[str, Any], DensityReport | None]:
+    """Retrieval both ways on the test and val splits; for per-pair-τ strategies τ against caption density."""
+    if not setup.world.main:
+        return {}, None
+    cfg = setup.config
+    metrics = retrieval(setup.model, setup.data, cfg, setup.device)
+    report = None
+    if setup.strategy.per_sample_tau:
+        report = DensityReport.of(setup.strategy.temperatures().float().cpu(), setup.pairs, setup.data,
+                                  cfg.text_tower)
+        metrics |= report.row_fields()
+    return metrics, report
+
+
 def _predictions(ev: Evaluation, classifier: str) -> torch.Tensor | None:
     return ev.knn(200, 0.1) if classifier == "knn200" else ev.probe_predictions("full")
 
@@ -112,20 +118,30 @@ def probe_diagnostics(ev: Evaluation) -> dict[str, Any]:
             "linear_converged": bool(probe.converged), "linear_val_converged": bool(probe.val_converged)}
 
 
+def data_fields(setup: Setup, tau_report: TauReport | DensityReport | None) -> dict[str, Any]:
+    """What the row says about the training data: the long-tail cut and class counts (views), the pairs and images
+    (image_text); plus the class τ analytics of views runs."""
+    cfg, data = setup.config, setup.data
+    if setup.pairs is not None:
+        return {"num_train": len(setup.pairs.captions), "num_train_images": len(setup.images), "num_val": 0,
+                "text_tower": cfg.text_tower}
+    tau = tau_row_fields(tau_report.summary) if tau_report else {"tau_spearman": float("nan"), "tau_by_class": ""}
+    return {"long_tail": json.dumps(data.long_tail), "class_counts": json.dumps(data.class_counts),
+            "lt_hash": data.lt_hash, "subset_seed": cfg.subset_seed, "num_train": len(setup.train_idx),
+            "num_val": len(setup.val_idx), **tau}
+
+
 def build_row(setup: Setup, progress: Any, metrics: dict[str, Any], tau_report: TauReport | None, run_id: str,
               times: dict[str, float]) -> dict[str, Any]:
     """The flat result row of one run: what ran (resolved configuration, data, provenance) and every number."""
     cfg, data = setup.config, setup.data
-    tau_fields = tau_row_fields(tau_report.summary) if tau_report else {"tau_spearman": float("nan"),
-                                                                        "tau_by_class": ""}
     last = progress.history[-1] if progress.history else {}
     return {
         "run_id": run_id, "strategy": cfg.strategy, "hyperparameters": json.dumps(cfg.hyperparameters),
-        "dataset": data.name, "long_tail": json.dumps(data.long_tail), "class_counts": json.dumps(data.class_counts),
-        "lt_hash": data.lt_hash, "subset_seed": cfg.subset_seed, "num_train": len(setup.train_idx),
-        "num_val": len(setup.val_idx), "seed": cfg.seed, "encoder": cfg.encoder, "epochs": cfg.epochs,
+        "dataset": data.name, "pairing": cfg.pairing, **data_fields(setup, tau_report), "seed": cfg.seed,
+        "encoder": cfg.encoder, "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "image_size": data.image_size,
-        **metrics, **tau_fields,
+        **metrics,
         "final_loss": last.get("loss", float("nan")), "final_knn_monitor": last.get("knn_monitor", float("nan")),
         "tau_mean": last.get("tau_mean", float("nan")), "history": json.dumps(progress.history),
         **times, "device": device_name(setup.device), "versions": json.dumps(package_versions()),

@@ -92,8 +92,9 @@ def run_name(config: RunConfig) -> str:
 
 def run_tags(config: RunConfig, name: str) -> dict[str, str]:
     return {"tempbench.strategy": config.strategy, "tempbench.dataset": config.dataset,
-            "tempbench.seed": str(config.seed), "tempbench.pairing": "views", "tempbench.config_hash": config.hash(),
-            "tempbench.run_id": name, "tempbench.device": config.device, "mlflow.source.git.commit": git_commit()}
+            "tempbench.seed": str(config.seed), "tempbench.pairing": config.pairing,
+            "tempbench.config_hash": config.hash(), "tempbench.run_id": name, "tempbench.device": config.device,
+            "mlflow.source.git.commit": git_commit()}
 
 
 def tracked_params(setup: Setup) -> dict[str, Any]:

@@ -18,12 +18,13 @@ from torch import Tensor
 
 from tempbench.augment import TwoViewAugment, normalize
 from tempbench.config import RunConfig
-from tempbench.datasets import ImageDataset, load_dataset
+from tempbench.datasets import CaptionDataset, ImageDataset, load_dataset
 from tempbench.encoders import create_encoder
 from tempbench.provenance import resolve_device
 from tempbench.strategies import Strategy, create_strategy, get_strategy_class
 
 from .distributed import World, init_world
+from .image_text import ImageTextModel, TrainingPairs, build_text_tower
 from .optim import build_optimizer, build_scheduler, scaled_lr
 
 # Streams of `seed_for`: each random choice of a run has its own, so changing one never shifts another.
@@ -43,10 +44,11 @@ class Setup:
     config: RunConfig
     device: torch.device
     world: World
-    data: ImageDataset
+    data: ImageDataset | CaptionDataset
     train_idx: Tensor
     val_idx: Tensor
     images: Tensor  # (N_train, C, H, W) uint8, resident on the device
+    bf16: bool  # the encoder runs under bf16 autocast with channels_last inputs (strategies stay float32)
     model: torch.nn.Module  # the encoder itself (features, checkpoints)
     train_model: torch.nn.Module  # what the step calls: the model, or its DistributedDataParallel wrapper
     strategy: Strategy
@@ -54,6 +56,7 @@ class Setup:
     scheduler: Any
     augment: TwoViewAugment
     steps_per_epoch: int
+    pairs: TrainingPairs | None = None  # image_text: the training (image, caption) pairs
 
 
 def build_setup(config: RunConfig) -> Setup:
@@ -62,8 +65,8 @@ def build_setup(config: RunConfig) -> Setup:
     world = init_world(config.device)
     device = process_device(config, world)
     torch.manual_seed(config.seed)
-    data = load_dataset(config.dataset, long_tail=config.long_tail, image_size=config.image_size,
-                        seed=config.subset_seed)
+    long_tail = {"long_tail": config.long_tail, "seed": config.subset_seed} if config.pairing == "views" else {}
+    data = load_dataset(config.dataset, image_size=config.image_size, **long_tail)
     return setup_from_data(config, data, device, world)
 
 
@@ -81,24 +84,39 @@ def setup_from_data(config: RunConfig, data: ImageDataset, device: torch.device,
     objects a run trains with."""
     world = world or World()
     check_world(config, world, device)
-    train_idx, val_idx = split_holdout(data.train_labels, config.val_fraction, config.seed)
+    if config.pairing == "image_text":
+        pairs = TrainingPairs.of(data)
+        train_idx, val_idx = torch.arange(len(data.splits["train"])), torch.zeros(0, dtype=torch.int64)
+        images, num_samples = data.images[data.splits["train"]].to(device), len(pairs.captions)
+    else:
+        pairs = None
+        train_idx, val_idx = split_holdout(data.train_labels, config.val_fraction, config.seed)
+        images, num_samples = data.train_images[train_idx].to(device), len(train_idx)
     steps_per_epoch = len(train_idx) // config.batch_size  # drop_last: every step has the same shape
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train_idx)} training images of "
                          f"{data.name}; use a smaller batch_size")
-    images = data.train_images[train_idx].to(device)
-    model = build_model(config, data, device, extra_outputs=get_strategy_class(config.strategy).extra_outputs)
+    model = build_model(config, data, device, extra_outputs=get_strategy_class(config.strategy,
+                                                                               config.pairing).extra_outputs)
     if device.type == "cpu":
         torch.set_num_threads(config.threads or calibrated_threads(model, images, data))
-    strategy = create_strategy(config.strategy, num_samples=len(train_idx), **config.hyperparameters).to(device)
+    strategy = create_strategy(config.strategy, num_samples=num_samples, pairing=config.pairing,
+                               **config.hyperparameters).to(device)
     strategy.check_inputs = False  # batches are slices of a permutation: distinct and in range by construction
     optimizer = build_optimizer(model, strategy, name=config.optimizer, lr=scaled_lr(config.lr, config.batch_size),
                                 weight_decay=config.weight_decay, momentum=config.momentum)
     total = steps_per_epoch * config.epochs
     scheduler = build_scheduler(optimizer, total, min(total, round(config.warmup_epochs * steps_per_epoch)))
-    augment = TwoViewAugment(recipe=data.augment, image_size=data.image_size, mean=data.mean, std=data.std)
-    return Setup(config, device, world, data, train_idx, val_idx, images, model, wrap_model(model, config, world),
-                 strategy, optimizer, scheduler, augment, steps_per_epoch)
+    augment = TwoViewAugment(recipe=data.augment, image_size=data.image_size, mean=data.mean, std=data.std,
+                             views=1 if pairs is not None else 2)
+    return Setup(config, device, world, data, train_idx, val_idx, images, uses_bf16(config, device), model,
+                 wrap_model(model, config, world), strategy, optimizer, scheduler, augment, steps_per_epoch, pairs)
+
+
+def uses_bf16(config: RunConfig, device: torch.device) -> bool:
+    """bf16 autocast (and channels_last): the GPU recipe by default; asked for explicitly it also runs on the CPU,
+    so the code path a GPU user takes is exercised without a GPU."""
+    return config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
 
 
 def check_world(config: RunConfig, world: World, device: torch.device) -> None:
@@ -121,14 +139,18 @@ def wrap_model(model: torch.nn.Module, config: RunConfig, world: World) -> torch
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def build_model(config: RunConfig, data: ImageDataset, device: torch.device, extra_outputs: int = 0) -> torch.nn.Module:
-    """The encoder on `device` (channels_last on CUDA), compiled in place if the config asks. A strategy that
-    declares `extra_outputs` (e.g. TaU's per-input temperature) gets that many more projector columns."""
+def build_model(config: RunConfig, data: ImageDataset | CaptionDataset, device: torch.device,
+                extra_outputs: int = 0) -> torch.nn.Module:
+    """The encoder on `device` (channels_last with bf16), compiled in place if the config asks; for image_text the
+    image tower plus the text tower. A strategy that declares `extra_outputs` (e.g. TaU's per-input temperature)
+    gets that many more projector columns, in both towers."""
     norm = "batch" if config.norm == "sync_batch" else config.norm  # converted to SyncBatchNorm by wrap_model
+    out = config.projector_out + extra_outputs
     model = create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
-                           projector_hidden=config.projector_hidden, projector_out=config.projector_out + extra_outputs,
-                           norm=norm).to(device)
-    if device.type == "cuda":
+                           projector_hidden=config.projector_hidden, projector_out=out, norm=norm).to(device)
+    if config.pairing == "image_text":
+        model = ImageTextModel(model, build_text_tower(config.text_tower, data, out, config.projector_hidden, device))
+    if uses_bf16(config, device):
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model.compile()  # in place (nn.Module.compile): state-dict keys stay those of the eager model

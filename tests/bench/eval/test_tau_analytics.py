@@ -58,7 +58,8 @@ def test_figure_is_written(tmp_path):
     tau, labels, counts = long_tail_tau(True)
     path = save_tau_figure(summarize_tau(tau, labels, counts), tmp_path / "figs" / "tau.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in path.parent.iterdir()] == ["tau.png"]  # no temporary file left behind
+    assert path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"  # a PDF beside the PNG
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tau.pdf", "tau.png"]  # no temporary file left behind
 
 
 def test_figure_is_written_when_tau_piles_up_at_a_bound(tmp_path):
@@ -71,3 +72,23 @@ def test_figure_is_written_when_tau_piles_up_at_a_bound(tmp_path):
     assert summary["table"]["mean"][0] > summary["table"]["q75"][0]
     path = save_tau_figure(summary, tmp_path / "tau.png", title="piled up")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_figure_takes_the_strategy_colour_and_names_spearman(tmp_path, monkeypatch):
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    from tempbench.figures import strategy_color
+
+    saved = []
+    original = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (saved.append(self), original(self, *a, **k))[1])
+    tau, labels, counts = long_tail_tau(True)
+    save_tau_figure(summarize_tau(tau, labels, counts), tmp_path / "tau.png", title="isogclr on toy, seed 0")
+    fig = saved[0]
+    (ax,) = fig.axes
+    assert to_hex(ax.lines[0].get_color()) == strategy_color("isogclr")
+    assert "Spearman ρ (class-mean τ vs class size) = -1.00" in fig._suptitle.get_text()
+    assert ax.get_xscale() == "log" and ax.get_ylabel() == "per-sample τ"
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 > ax.get_window_extent().x1  # the legend sits outside the data

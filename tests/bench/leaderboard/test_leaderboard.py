@@ -158,8 +158,10 @@ def test_build_leaderboard_writes_tables_and_figures(tmp_path):
         rows[f"linear_{g}"] = rows[f"knn200_{g}"] = 70.0
     out = build_leaderboard(rows, tmp_path / "board", metrics=METRICS)
     names = sorted(p.name for p in (tmp_path / "board").iterdir())
-    assert names == ["accuracy.png", "groups_cifar10-lt.png", "leaderboard.csv", "leaderboard.md",
-                     "tau_cifar10-lt.png"]
+    figures = ["accuracy", "forest_cifar10-lt", "groups_cifar10-lt", "tau_cifar10-lt"]
+    assert names == sorted(["figures.md", "leaderboard.csv", "leaderboard.md",
+                            *(f"{f}.{ext}" for f in figures for ext in ("pdf", "png"))])
+    assert sorted(p.name for p in out.files) == names
     md = (tmp_path / "board" / "leaderboard.md").read_text()
     assert md == out.markdown
     # isogclr has the best mean, but its interval overlaps fixed's: not bold

@@ -94,7 +94,7 @@ def test_training_path_imports_without_optional_packages() -> None:
 
 def one_step(compile: bool, device: str = "cpu") -> tuple[float, list[str]]:
     """Loss of one `train_step` on synthetic images, and the model's state-dict keys."""
-    config = resolve_run_config("isogclr", "synthetic", settings={
+    config = resolve_run_config("isogclr", "cifar10", settings={
         "encoder": "small_cnn", "batch_size": 8, "device": device, "progress": False, "compile": compile,
         "projector_hidden": 16, "projector_out": 8})
     torch.manual_seed(0)
