@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.ops import roi_align
 
 RECIPES = ("simclr", "digits", "clip")
 CLIP_SCALE = (0.5, 1.0)  # the iSogCLR authors' image–text crop; no colour changes, which captions may describe
@@ -236,8 +237,6 @@ class TwoViewAugment:
 
     def crop_and_flip(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
         """(B, C, H, W) float -> (views·B, C, S, S): each row's box resized to S (antialiased), flipped where asked."""
-        from torchvision.ops import roi_align  # torchvision's C++ ops load on first use
-
         b, s, n = images.shape[0], self.image_size, p["box"].shape[0]
         source = torch.arange(n, device=images.device, dtype=images.dtype).remainder(b).unsqueeze(1)
         # sampling_ratio=-1 averages ceil(box/S) samples per output pixel: an antialiased downscale

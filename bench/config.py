@@ -78,8 +78,11 @@ class RunConfig:
             raise ValueError("lr must be > 0, weight_decay >= 0 and warmup_epochs >= 0")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
-        if self.monitor_every and not self.val_fraction:
+        if self.monitor_every and not self.val_fraction and self.pairing == "views":
             raise ValueError("monitor_every needs a validation slice to monitor: set val_fraction > 0 as well")
+        if self.val_fraction and self.pairing == "image_text":
+            raise ValueError("val_fraction holds out labelled training images; image–caption datasets have their own "
+                             "val split, which the val_ metrics and the monitor use")
         if not 0.0 < self.long_tail <= 1.0:
             raise ValueError(f"long_tail (imbalance factor) must be in (0, 1], got {self.long_tail!r}")
         if self.precision not in ("auto", "bf16", "fp32"):

@@ -64,6 +64,8 @@ class Tracker(Protocol):
 
     def end_run(self, run: RunHandle, status: str = "FINISHED") -> None: ...
 
+    def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None: ...
+
 
 class NullTracker:
     """Records nothing and writes no files (tracking off)."""
@@ -79,6 +81,9 @@ class NullTracker:
         pass
 
     def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        pass
+
+    def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None:
         pass
 
 
@@ -119,6 +124,10 @@ class MlflowTracker:
         if run.run_id is not None:
             self._guarded(lambda: self._client.set_terminated(run.run_id, status))
 
+    def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None:
+        if run.run_id is not None:
+            self._guarded(lambda: self._set_tags(run.run_id, tags))
+
     # ---- the MLflow calls, each run under `_guarded` ----------------------------------------------------------------
     def _connect(self, experiment: str, artifact_location: str | None) -> None:
         from mlflow import MlflowClient
@@ -129,8 +138,13 @@ class MlflowTracker:
         client = MlflowClient(self.tracking_uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            self._experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
-        else:
+            try:
+                self._experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
+            except Exception:  # workers started together race to create it: the loser uses the winner's
+                found = client.get_experiment_by_name(experiment)
+                if found is None:
+                    raise
+        if found is not None:
             self._experiment_id = found.experiment_id
         self._client = client
 
@@ -159,6 +173,11 @@ class MlflowTracker:
         for chunk in _chunks(flat, 100):  # MLflow's limit of params per batch
             self._client.log_batch(run_id, params=chunk)
         return run_id
+
+    def _set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def _log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None) -> None:
         from mlflow.entities import Metric
@@ -207,6 +226,9 @@ class NestedTracker:
 
     def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
         self.tracker.end_run(run, status)
+
+    def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None:
+        self.tracker.set_tags(run, tags)
 
 
 @contextmanager

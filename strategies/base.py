@@ -16,7 +16,9 @@ registered buffers, so `state_dict()`, `.to()` and checkpoints carry it.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -71,6 +73,11 @@ class StepOut:
     saved: dict[str, Tensor] = field(default_factory=dict)
 
 
+# While `Strategy.hyperparameter_ranges` builds a default config, the checks below also record what they allow, so
+# the ranges a listing shows are the ones validation enforces (not a second copy that could drift).
+_RECORDED_RANGES: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("ranges", default=None)
+
+
 def check_range(name: str, value: float, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> None:
     """Raise ValueError naming `name` and its allowed range if `value` lies outside it."""
@@ -79,18 +86,25 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
         ok &= value > low if low_open else value >= low
     if high is not None:
         ok &= value < high if high_open else value <= high
+    left = "(" if low_open else "["
+    right = ")" if high_open or high is None else "]"
+    interval = f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
+    _record(name, interval)
     if not ok:
-        left = "(" if low_open else "["
-        right = ")" if high_open or high is None else "]"
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {value!r}")
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """Raise ValueError naming `name` and the valid choices if `value` is not one of them."""
+    _record(name, " | ".join(choices))
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _record(name: str, allowed: str) -> None:
+    recorded = _RECORDED_RANGES.get()
+    if recorded is not None:
+        recorded.setdefault(name, allowed)
 
 
 class Strategy(nn.Module):
@@ -148,7 +162,9 @@ class Strategy(nn.Module):
         Subclasses with presets accept them here (e.g. `preset="libauc"`), so every entry point shares them."""
         unknown = sorted(set(hyperparameters) - set(cls.hyperparameter_names()))
         if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {unknown} for strategy {cls.name!r}; "
+            close = difflib.get_close_matches(unknown[0], cls.accepted_hyperparameters(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown hyperparameter(s) {unknown} for strategy {cls.name!r}{hint}; "
                              f"valid: {cls.hyperparameter_names()}")
         return cls.Config(**hyperparameters)
 
@@ -168,6 +184,17 @@ class Strategy(nn.Module):
         """Hyperparameters that put every temperature this strategy can use at `tau` (e.g. the contract's
         smallest τ); by default every declared τ field set to `tau`."""
         return dict.fromkeys(cls.tau_hyperparameters, tau)
+
+    @classmethod
+    def hyperparameter_ranges(cls) -> dict[str, str]:
+        """What each hyperparameter may be, as the config's own checks state it when the defaults are built
+        (bounds that depend on another field, like τ_init in [τ_min, τ_max], are shown at the defaults)."""
+        token = _RECORDED_RANGES.set({})
+        try:
+            cls.build_config()
+            return dict(_RECORDED_RANGES.get())
+        finally:
+            _RECORDED_RANGES.reset(token)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The resolved hyperparameters of this instance."""

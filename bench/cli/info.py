@@ -17,11 +17,12 @@ CAPABILITIES = ("per_sample_state", "per_sample_tau", "learnable")
 def strategy_info(name: str, pairing: str) -> dict[str, Any]:
     """A strategy's doc line, capabilities, and each hyperparameter's default, for one pairing."""
     cls = get_strategy_class(name, pairing)
-    defaults = cls.resolve_hyperparameters()
+    defaults, ranges = cls.resolve_hyperparameters(), cls.hyperparameter_ranges()
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     return {"name": name, "pairing": pairing, "summary": (cls.__doc__ or "").strip().split("\n")[0],
             "capabilities": [c for c in CAPABILITIES if getattr(cls, c)],
-            "hyperparameters": {k: {"default": v, "type": str(fields[k].type)} for k, v in defaults.items()},
+            "hyperparameters": {k: {"default": v, "type": str(fields[k].type), "range": ranges.get(k, "")}
+                                for k, v in defaults.items()},
             "tau_hyperparameters": list(cls.tau_hyperparameters), "build_options": list(cls.build_options)}
 
 
@@ -34,7 +35,7 @@ def strategies(args: argparse.Namespace) -> int:
         caps = ", ".join(info["capabilities"]) or "global τ"
         print(f"{info['name']}  [{info['pairing']}; {caps}]  {info['summary']}")
         for key, hp in info["hyperparameters"].items():
-            print(f"    {key:<16} {hp['default']!r:<22} {hp['type']}")
+            print(f"    {key:<18} {hp['default']!r:<12} {hp['range'] or hp['type']}")
         if info["build_options"]:
             print(f"    (also: {', '.join(info['build_options'])})")
     return 0

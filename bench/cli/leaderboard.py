@@ -1,23 +1,56 @@
-"""`tempbench leaderboard RUNS.csv`: rebuild the leaderboard tables and figures from result rows and print it."""
+"""`tempbench leaderboard RUNS.csv` (or `--storage URL [--study NAME]`): rebuild the leaderboard tables and figures
+from result rows, read from a CSV or from every finished trial of a sweep on shared storage, and print it."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import optuna
+
 from tempbench.eval import get_metric
 from tempbench.leaderboard import build_leaderboard, read_rows
+from tempbench.study.grid_sweep import sweep_rows, sweep_study_names
+from tempbench.study.storage import open_storage, resolve_storage
 
 from .common import print_json
 
 
 def main(args: argparse.Namespace) -> int:
-    runs = Path(args.runs)
     for name in args.metric or []:
         get_metric(name)  # unknown -> ValueError with a did-you-mean
-    board = build_leaderboard(read_rows(runs), Path(args.out) if args.out else runs.parent, metrics=args.metric)
+    rows, out, source = rows_from_storage(args) if args.storage else rows_from_file(args)
+    board = build_leaderboard(rows, out, metrics=args.metric, source=source, figures=not args.no_figures)
     if args.json:
         print_json(board.summary.to_dict(orient="records"))
     else:
         print(board.terminal, end="")
     return 0
+
+
+def rows_from_file(args: argparse.Namespace) -> tuple:
+    if args.runs is None:
+        raise ValueError("give the rows: RUNS.csv, or --storage URL for a sweep on shared storage")
+    runs = Path(args.runs)
+    return read_rows(runs), Path(args.out) if args.out else runs.parent, "tempbench leaderboard"
+
+
+def rows_from_storage(args: argparse.Namespace) -> tuple:
+    """The rows of every finished run of the sweep (--study, or the storage's only sweep)."""
+    if args.runs is not None:
+        raise ValueError("give RUNS.csv or --storage, not both")
+    storage = resolve_storage(args.storage, Path("."))
+    name = args.study or _only_sweep(storage)
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(storage, heartbeat=None))
+    except KeyError:
+        raise ValueError(f"no study {name!r} in {args.storage}; its sweeps: {sweep_study_names(storage)}") from None
+    out = Path(args.out) if args.out else Path("runs") / name
+    return sweep_rows(study), out, f"tempbench leaderboard --storage ... --study {name}"
+
+
+def _only_sweep(storage: str) -> str:
+    names = sweep_study_names(storage)
+    if len(names) != 1:
+        raise ValueError(f"the storage holds {len(names)} sweeps ({', '.join(names) or 'none'}): name one with --study")
+    return names[0]

@@ -48,6 +48,10 @@ def add_set(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=what)
 
 
+def add_figures(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-figures", action="store_true", help="write the leaderboard tables only (figures take seconds)")
+
+
 def add_tracking(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=None, metavar="URI",
                    help="MLflow tracking URI (unset: a SQLite store in --out)")
@@ -107,6 +111,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     add_out(p, None, "runs.csv, leaderboard, figures, MLflow store (unset: runs/SUITE)")
     p.add_argument("--rerun", action="store_true", help="train again the runs already in runs.csv")
     p.add_argument("--checkpoints", action="store_true", help="keep each run's last checkpoint (DIR/checkpoints)")
+    add_figures(p)
     p.add_argument("--storage", default=None, metavar="URL", help="run the suite as a grid study on this Optuna "
                    "storage (postgresql://USER@HOST/DB, ...): the same command on any number of machines shares one "
                    "sweep and trains no run twice")
@@ -133,6 +138,7 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", action="append", default=None, metavar="NAME",
                    help="a metric column (repeatable; unset: the registry's leaderboard metrics; `tempbench "
                         "metrics` lists them)")
+    add_figures(p)
     add_json(p)
 
 

@@ -1,40 +1,50 @@
 """`tempbench sensitivity`: one Optuna study per strategy on one dataset, each trial a training run, then a report
 (`sensitivity.md`, CSVs, figures) of how much the final metric moves across each strategy's search space.
 
-    tempbench sensitivity --strategy fixed,isogclr --dataset cifar10-lt --trials 40 --epochs 50
+    tempbench sensitivity --strategy fixed,isogclr --dataset cifar10-lt --trials 32 --epochs 50   # Sobol points
+    tempbench sensitivity ... --repeats 3 --repeat-seeds 3          # best/median/worst again over 3 more seeds
     tempbench sensitivity --strategy isogclr --dataset cifar10-lt --grid            # the strategy's paper-style grid
     tempbench sensitivity ... --grid --grid-values rho=0.2,0.5 --set batch_size=128  # a reduced grid, run settings
+    tempbench sensitivity ... --goal tune                                            # TPE + MedianPruner: tuning
     tempbench sensitivity ... --workers 4                                            # 4 local processes, journal file
     tempbench sensitivity ... --storage postgresql://u@db/optuna --study iso-lt      # same line on every machine
 
-Re-running a command resumes its studies. Each study is an MLflow parent run; its trials are nested child runs.
+Every study optimises, prunes and ranks on a validation metric (`val_...`, on a slice held out from training); the
+test metric is reported beside it. Re-running a command resumes its studies. Each study is an MLflow parent run
+(reused on rerun); its trials are nested child runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from tempbench.config import merge_flags, parse_literal, resolve_run_config
-from tempbench.eval import get_metric
+from tempbench.datasets import dataset_pairing
+from tempbench.eval import get_metric, list_metrics
+from tempbench.names import slug
 from tempbench.strategies import get_strategy_class
+from tempbench.study.repeats import check_repeats, run_repeats
 from tempbench.study.report import summarize_study, write_report
-from tempbench.study.sensitivity import open_storage, resolve_storage, run_study
-from tempbench.study.trial import LogUniformSpace, RunnerTrialFn
-from tempbench.text import slug
-from tempbench.tracking import create_tracker, open_run, ui_command
+from tempbench.study.sensitivity import make_job, open_storage, resolve_storage, run_job
+from tempbench.study.storage import redact
+from tempbench.study.trial import LogUniformSpace, RunnerTrialFn, process_tracker
+from tempbench.tracking import Tracker, open_run, ui_command
 
 from .parser import DEFAULT_TRIALS
 from .run import parse_run_settings
 
-# A progress bar per trial only clutters a study's log; the monitor (kNN on a slice held out from training) feeds
-# the pruner and the validation metrics the study selects on. --set overrides these.
-STUDY_RUN_DEFAULTS = {"progress": False, "val_fraction": 0.1, "monitor_every": 1}
+# A progress bar per trial only clutters a study's log; the monitor (kNN on a slice held out from training, or r_mean
+# on an image–caption dataset's own val split) feeds the pruner, and the validation metrics are what the study
+# selects on. --set overrides these.
+STUDY_RUN_DEFAULTS = {"progress": False, "monitor_every": 1}
+VIEWS_HOLDOUT = {"val_fraction": 0.1}  # image–caption datasets have their own val split
 OWNED_SETTINGS = {"seed": "--seed"}  # run settings the command itself decides
 
 
@@ -54,7 +64,8 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--set cannot set " + ", ".join(f"{k} (use {v})" for k, v in owned.items()))
     if args.lr_range and "lr" in settings:
         raise ValueError("--set lr=... and --lr-range contradict each other; give one")
-    return {**STUDY_RUN_DEFAULTS, **settings}
+    holdout = VIEWS_HOLDOUT if dataset_pairing(args.dataset) == "views" else {}
+    return {**STUDY_RUN_DEFAULTS, **holdout, **settings}
 
 
 def grid_values_for(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, list]]:
@@ -78,39 +89,62 @@ def grid_values_for(args: argparse.Namespace, names: list[str]) -> dict[str, dic
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run or resume the study of every strategy, write the report, print where it is (or JSON with --json)."""
+    """Run or resume the study of every strategy (and its repeats), write the report, print where it is."""
     names, out = check_args(args), output_dir(args)
     grids = grid_values_for(args, names)
     if args.storage:  # a bad URL fails here, before any file is written or any training
-        open_storage(resolve_storage(args.storage, out, args.workers))
+        open_storage(resolve_storage(args.storage, out, args.workers), args.heartbeat)
     out.mkdir(parents=True, exist_ok=True)
-    tracker = create_tracker(not args.no_tracking, args.tracking_uri, out)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial replaces Optuna's INFO lines
+    tracker = process_tracker(not args.no_tracking, args.tracking_uri, str(out))
     summaries, studies, parents = {}, {}, {}
     with ExitStack() as stack:
         for name in names:
             study_name = study_name_for(args, name, several=len(names) > 1)
             parents[name] = stack.enter_context(open_run(
                 tracker, f"sensitivity-{study_name}", _run_params(args, name, grids[name]),
-                tags={"tempbench.kind": "sensitivity"}))
+                tags={"tempbench.kind": "sensitivity"}, key=f"sensitivity:{_storage_key(args, out)}:{study_name}"))
             studies[name], summaries[name] = _study(args, name, study_name, grids[name], parents[name].run_id)
-            tracker.log_metrics(parents[name], {k: v for k, v in summaries[name].items()
-                                                if k in ("best", "median", "worst", "iqr", "gap") and v is not None})
+            tracker.log_metrics(parents[name], {k: v for k, v in summaries[name].items() if v is not None and k in
+                                                ("best", "median", "worst", "iqr", "gap", "seed_std", "test_best")})
         report = write_report(summaries, studies, out, command=command_line(args))
-        for parent in parents.values():
-            tracker.log_artifact(parent, report, artifact_dir="report")
-            tracker.log_artifact(parent, out / "sensitivity.csv", artifact_dir="report")
+        _attach_report(tracker, parents.values(), out, report)
     _print_result(args, summaries, report, ui_command(out) if not (args.no_tracking or args.tracking_uri) else None)
     return 0
 
 
 def _study(args: argparse.Namespace, name: str, study_name: str, grid_values: dict[str, list],
            parent_run_id: str | None) -> tuple[Any, dict[str, Any]]:
-    """Run (or resume) one strategy's study, its trials nested under `parent_run_id`; (study, summary)."""
-    study = run_study(name, make_trial_fn(args, parent_run_id), n_trials=_trials(args), grid=args.grid,
-                      storage=args.storage, study_name=study_name, out_dir=output_dir(args), seed=args.seed,
-                      epochs=args.epochs, workers=args.workers, grid_values=grid_values, metric=args.metric,
-                      extra_space=LogUniformSpace("lr", *args.lr_range) if args.lr_range else None)
-    return study, summarize_study(study)
+    """Run (or resume) one strategy's study and its repeats, trials nested under `parent_run_id`; (study, summary)."""
+    job = make_job(name, make_trial_fn(args, parent_run_id), n_trials=_trials(args), grid=args.grid,
+                   storage=args.storage, study_name=study_name, out_dir=output_dir(args), seed=args.seed,
+                   epochs=args.epochs, workers=args.workers, grid_values=grid_values, metric=args.metric,
+                   test_metric=test_metric_for(args.metric), goal=args.goal, prune=args.prune,
+                   heartbeat=args.heartbeat,
+                   extra_space=LogUniformSpace("lr", *args.lr_range) if args.lr_range else None)
+    study = run_job(job, args.workers)
+    repeated = None
+    if args.repeats:
+        seeds = [args.seed + 1 + i for i in range(args.repeat_seeds)]
+        repeated = run_repeats(job, study, args.repeats, seeds, args.workers)
+    return study, summarize_study(study, repeated)
+
+
+def test_metric_for(metric: str) -> str | None:
+    """The test metric reported beside a validation objective: `val_knn200_top1` -> `knn200_top1`."""
+    name = metric.removeprefix("val_")
+    return name if any(m.name == name for m in list_metrics(split="test")) else None
+
+
+def _attach_report(tracker: Tracker, parents: Any, out: Path, report: Path) -> None:
+    for parent in parents:
+        tracker.log_artifact(parent, report, artifact_dir="report")
+        tracker.log_artifact(parent, out / "sensitivity.csv", artifact_dir="report")
+
+
+def _storage_key(args: argparse.Namespace, out: Path) -> str:
+    """Where the study lives, as part of its MLflow parent's key: the same study on every machine, one parent."""
+    return redact(args.storage) if args.storage else str(out.resolve())
 
 
 def check_args(args: argparse.Namespace) -> list[str]:
@@ -120,11 +154,15 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise ValueError(f"--strategy needs distinct comma-separated names, got {args.strategy!r}")
     for name in names:
         get_strategy_class(name)  # unknown -> ValueError listing the registered strategies
-    for option in ("trials", "epochs", "workers"):
+    for option in ("trials", "epochs", "workers", "repeat_seeds", "heartbeat"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
-            raise ValueError(f"--{option} must be >= 1, got {getattr(args, option)}")
+            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
     if args.grid and args.lr_range:
-        raise ValueError("--lr-range applies to the TPE search; a --grid study keeps the runner's learning rate")
+        raise ValueError("--lr-range adds to a sampled search space; a --grid study keeps the runner's learning rate")
+    if args.grid and args.goal == "tune":
+        raise ValueError("--grid is a sensitivity design; --goal tune searches with TPE (drop one)")
+    if args.repeats:
+        check_repeats(args.repeats)
     if args.lr_range and not 0 < args.lr_range[0] < args.lr_range[1]:
         raise ValueError(f"--lr-range needs 0 < LOW < HIGH, got {args.lr_range}")
     _check_run_settings(args, names)
@@ -155,20 +193,16 @@ def study_name_for(args: argparse.Namespace, strategy: str, several: bool) -> st
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces (or resumes) these studies, for the report."""
     parts = ["tempbench", "sensitivity", "--strategy", args.strategy, "--dataset", args.dataset]
-    for option in ("trials", "storage", "study", "epochs", "seed", "workers", "out", "metric", "tracking_uri"):
+    for option in ("trials", "storage", "study", "epochs", "seed", "workers", "out", "metric", "tracking_uri", "goal",
+                   "repeats", "repeat_seeds"):
         value = getattr(args, option)
-        if value is not None:
+        if value is not None and value != 0:
             parts += [f"--{option.replace('_', '-')}", redact(str(value))]
-    parts += ["--grid"] * args.grid + ["--no-tracking"] * args.no_tracking
+    parts += ["--grid"] * args.grid + ["--prune"] * args.prune + ["--no-tracking"] * args.no_tracking
     parts += ["--lr-range", *map(str, args.lr_range)] if args.lr_range else []
     parts += [part for item in args.grid_values for part in ("--grid-values", item)]
     parts += [part for item in args.set for part in ("--set", item)]
     return shlex.join(parts)
-
-
-def redact(url: str) -> str:
-    """`url` with any password replaced by ***, for reports and tracking (postgresql://user:secret@host/db)."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def _trials(args: argparse.Namespace) -> int | None:
@@ -177,6 +211,7 @@ def _trials(args: argparse.Namespace) -> int | None:
 
 def _run_params(args: argparse.Namespace, strategy: str, grid_values: dict[str, list]) -> dict[str, Any]:
     return {"strategy": strategy, "dataset": args.dataset, "trials": _trials(args), "grid": args.grid,
+            "goal": args.goal, "prune": args.prune, "repeats": args.repeats, "repeat_seeds": args.repeat_seeds,
             "epochs": args.epochs, "seed": args.seed, "workers": args.workers, "metric": args.metric,
             "storage": redact(args.storage) if args.storage else "default", "run": run_settings(args),
             "grid_values": grid_values}
@@ -187,8 +222,9 @@ def _print_result(args: argparse.Namespace, summaries: dict, report: Path, ui: s
         print(json.dumps({"report": str(report), "studies": summaries}, indent=2, default=str))
         return
     for name, s in summaries.items():
-        print(f"{name:<12} best {_num(s['best'])}  median {_num(s['median'])}  IQR {_num(s['iqr'])}  "
-              f"gap {_num(s['gap'])}  ({s['n_complete']} complete, {s['n_pruned']} pruned)")
+        print(f"{name:<12} {s['metric']}: best {_num(s['best'])} (test {_num(s['test_best'])})  median "
+              f"{_num(s['median'])}  IQR {_num(s['iqr'])}  gap {_num(s['gap'])}  seed std {_num(s['seed_std'])}  "
+              f"({s['n_complete']} complete, {s['n_pruned']} pruned)")
     print(f"report: {report}")
     if ui:
         print(f"MLflow: {ui}")

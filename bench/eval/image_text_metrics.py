@@ -3,7 +3,7 @@ the test split, the same on the val split (`val_...`, what studies select on), a
 evaluation (zero-shot classification, τ-vs-density analytics).
 
 Each computes from an `ImageTextEvaluation` (retrieval_text) of one split; build it on the val split's features for
-the `val_` metrics. Protocols follow algorithms.md §9 (the iSogCLR code's `itm_eval`).
+the `val_` metrics. Protocols: README.md, "Evaluation protocols" (the iSogCLR code's `itm_eval`).
 """
 
 from __future__ import annotations

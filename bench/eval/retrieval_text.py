@@ -1,4 +1,5 @@
-"""Image–text retrieval (algorithms.md §9; the iSogCLR code's `itm_eval`, CLIP_benchmark's zero-shot retrieval).
+"""Image–text retrieval (README.md, "Evaluation protocols"; the iSogCLR code's `itm_eval`, CLIP_benchmark's
+zero-shot retrieval).
 
 On one split: N_img images, N_cap captions, caption_image (N_cap,) the image of each caption (local row index).
 S = Z_I Z_Tᵀ on L2-normalised float32 features.

@@ -1,4 +1,4 @@
-"""Zero-shot classification with prompt templates (algorithms.md §9; CLIP_benchmark `zeroshot_classification`):
+"""Zero-shot classification with prompt templates (CLIP's protocol as in CLIP_benchmark `zeroshot_classification`):
 
     w_c = normalize(mean_t normalize(embed(template_t(class_c)))),   logits = z_I · W   (z_I L2-normalised)
 

@@ -17,15 +17,12 @@ import pandas as pd
 
 from tempbench.datasets.files import write_atomic
 
-from .figures import save_leaderboard_figures
-from .render import format_markdown, format_terminal
+from .figures import FigureWarning, save_leaderboard_figures
+from .render import format_markdown, format_subsets, format_terminal
 from .rows import append_row, read_rows
 from .stats import holm, mean_ci, paired_test
+from .subsets import subset_variance
 from .table import check_rows, default_metrics, summarize_rows
-
-
-class FigureWarning(UserWarning):
-    """A leaderboard figure could not be drawn; the tables were written."""
 
 
 @dataclass
@@ -38,19 +35,24 @@ class Leaderboard:
 
 
 def build_leaderboard(rows: pd.DataFrame, out_dir: str | os.PathLike[str], *, metrics: list[str] | None = None,
-                      source: str = "tempbench leaderboard") -> Leaderboard:
-    """Write leaderboard.md and leaderboard.csv into out_dir (atomically), then the figures (each failure a
-    warning). `metrics`: the columns (default: the registry's leaderboard metrics these rows report)."""
+                      source: str = "tempbench leaderboard", figures: bool = True) -> Leaderboard:
+    """Write leaderboard.md and leaderboard.csv into out_dir (atomically), then (unless `figures` is False) the
+    figures, each failure a warning. `metrics`: the columns (default: the registry's leaderboard metrics these rows
+    report)."""
     out_dir = Path(out_dir)
     metrics = metrics if metrics is not None else default_metrics(rows)
     if not metrics:
         raise ValueError("these rows report none of the leaderboard metrics; name some with --metric")
     summary = summarize_rows(rows, metrics)
-    markdown = format_markdown(summary, metrics, source)
+    subsets = subset_variance(rows, summary, metrics)
+    markdown = format_markdown(summary, metrics, source) + format_subsets(subsets, metrics)
     files = [write_atomic(out_dir / "leaderboard.md", lambda fh: fh.write(markdown)),
              write_atomic(out_dir / "leaderboard.csv", lambda fh: summary.to_csv(fh, index=False))]
+    if not subsets.empty:
+        files.append(write_atomic(out_dir / "leaderboard_subsets.csv", lambda fh: subsets.to_csv(fh, index=False)))
     try:
-        files += save_leaderboard_figures(check_rows(rows, metrics), summary, metrics, out_dir)
+        if figures:
+            files += save_leaderboard_figures(check_rows(rows, metrics), summary, metrics, out_dir)
     except Exception as exc:  # tables first: a figure must never cost the leaderboard
         warnings.warn(f"leaderboard figures in {out_dir} failed: {type(exc).__name__}: {exc}", FigureWarning,
                       stacklevel=2)

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import MaxNLocator
 
 from tempbench.figures import count_ticks, dodge, legend_outside, new_figure, pyplot_agg, save_figure
 
@@ -19,7 +21,6 @@ SNAPSHOTS = 4  # epochs shown by the τ-distribution figure
 
 
 def _epoch_axis(ax: Any, epochs: int) -> None:
-    from matplotlib.ticker import MaxNLocator
 
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
@@ -56,7 +57,6 @@ def save_tau_classes(board: Board, dataset: str, rows: pd.DataFrame, path: Path)
     if not found:
         raise Skip("no per-sample-τ configuration whose history holds tau_by_class on this dataset")
     plt = pyplot_agg()
-    from matplotlib.colors import LogNorm
 
     all_counts = np.concatenate([f[2] for f in found])
     norm = LogNorm(vmin=max(float(all_counts.min()), 1.0), vmax=max(float(all_counts.max()), 1.0) * 1.0001)

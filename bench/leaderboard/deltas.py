@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from tempbench.figures import legend_outside, new_figure, pyplot_agg, save_figure, whiskers
 
@@ -82,7 +84,6 @@ def save_fixed_tau(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -
 
 def _tau_ticks(ax: Any, taus: list[float]) -> None:
     """The swept τ values as the x tick labels (no log-axis minor labels), thinned to at most 7."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     values = sorted(set(taus))
     step = -(-len(values) // 7)
@@ -136,7 +137,6 @@ def save_forest(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> l
 
 
 def _significance_legend(fig: Any, axes: list[Any]) -> None:
-    from matplotlib.lines import Line2D
 
     handles = {f"Holm p < {ALPHA:g}": Line2D([], [], marker="o", linestyle="none", color="grey",
                                              markerfacecolor="grey"),

@@ -38,6 +38,10 @@ log = logging.getLogger("tempbench.leaderboard")
 Builder = Callable[[Board, str, pd.DataFrame, Path], list[Path]]
 
 
+class FigureWarning(UserWarning):
+    """A leaderboard figure could not be drawn; the tables and the other figures were written."""
+
+
 ACCURACY_PANELS = 4
 
 
@@ -121,7 +125,6 @@ def save_leaderboard_figures(rows: pd.DataFrame, summary: pd.DataFrame, metrics:
             log.info("figure %s skipped: %s", name, skip)
             notes.setdefault(section, []).append(f"- skipped `{name}`: {skip}")
         except Exception as exc:  # one figure must never cost the others
-            from . import FigureWarning
 
             warnings.warn(f"figure {out_dir / name} failed: {type(exc).__name__}: {exc}", FigureWarning,
                           stacklevel=3)

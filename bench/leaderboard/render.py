@@ -59,6 +59,23 @@ def format_markdown(summary: pd.DataFrame, metrics: list[str], source: str, delt
     return "\n".join(lines)
 
 
+def format_subsets(subsets: pd.DataFrame, metrics: list[str]) -> str:
+    """The subset-variance section (nothing when no configuration ran on several long-tailed subsets)."""
+    if subsets.empty:
+        return ""
+    lines = ["## Variance over long-tailed subsets", "",
+             "Configurations run on several subsets (`subset_seed`): the mean over subsets, the standard deviation of "
+             "the per-subset means (between) and the pooled seed standard deviation within a subset (within).", ""]
+    header = ["dataset", "configuration", "subsets", *(f"{metric_label(m)} (between / within sd)" for m in metrics)]
+    lines += [_md_row(header), _md_row(["---"] * len(header))]
+    for _, rec in subsets.iterrows():
+        cells = [str(rec["dataset"]), str(rec["label"]), str(rec["subsets"])]
+        cells += [f"{rec[f'{m}_mean']:.2f} ({rec[f'{m}_between_sd']:.2f} / {rec[f'{m}_within_sd']:.2f})"
+                  for m in metrics]
+        lines.append(_md_row(cells))
+    return "\n".join(["", *lines, ""])
+
+
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 

@@ -26,7 +26,7 @@ from .train import DEVICE_DEFAULTS, StepBench, time_training
 GOALS = {"overhead": 1.02, "pipeline": 0.9, "views_per_s": 25_000, "knn_cpu_speedup": 5.0, "knn_gpu_s": 1.0}
 # per device type: (rounds, warmup rounds, steps per timed block, resident images, kNN train, kNN test); quick second
 SIZES = {"cpu": ((10, 2, 1, 50_000, 50_000, 10_000), (3, 1, 1, 10_000, 10_000, 2_000)),
-         # the GPU quick run keeps the issue's 50k × 10k kNN: the < 1 s goal is stated at that size
+         # the GPU quick run keeps the 50k × 10k kNN: the < 1 s goal is stated at that size
          "cuda": ((20, 3, 4, 50_000, 50_000, 10_000), (8, 2, 4, 50_000, 50_000, 10_000))}
 
 
@@ -58,7 +58,7 @@ def machine(device: Any) -> dict[str, Any]:
 
 
 def goal_rows(result: dict[str, Any], device: Any) -> list[dict[str, Any]]:
-    """(metric, measured, goal, met) for every ratio the issue sets a goal for; `met` is None where the goal is stated
+    """(metric, measured, goal, met) for every ratio that has a goal; `met` is None where the goal is stated
     for another device or the row could not run."""
     train, cuda = result["train"], device.type == "cuda"
     rows = [{"metric": f"overhead {r['name'][5:]} ÷ fixed", "value": r["overhead_vs_fixed"],

@@ -27,7 +27,7 @@ from tempbench.strategies import Clock
 from tempbench.train import Setup, setup_from_data, train_step
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # the cifar10 card's statistics
-# the configurations: the CPU goal is stated for the small CNN, the GPU goal for ResNet-18 (CIFAR stem, bf16)
+# the measured configurations: the CPU goal is stated for the small CNN, the GPU goal for ResNet-18 (CIFAR stem, bf16)
 DEVICE_DEFAULTS = {"cpu": {"encoder": "small_cnn", "batch_size": 256},
                    "cuda": {"encoder": "resnet18", "batch_size": 512}}
 

@@ -1,11 +1,14 @@
-"""Sensitivity reports: spread of the final metric over a study's trials, the cross-strategy ranking, and the files.
+"""Sensitivity reports: spread of the validation objective over a study's trials, next to the seed noise, the
+cross-strategy ranking, and the files.
 
-    summaries = {name: summarize_study(study) for name, study in studies.items()}
-    write_report(summaries, studies, Path("runs/sens"), command="tempbench sensitivity ...")
+    summaries = {name: summarize_study(study, repeated) for name, (study, repeated) in studies.items()}
+    write_report(summaries, {name: study ...}, Path("runs/sens"), command="tempbench sensitivity ...")
 
-Sensitivity = how much the final metric moves across a strategy's search space: the interquartile range (IQR) and the
-worst-to-best gap over COMPLETE trials, fANOVA importances per hyperparameter, and a figure of the metric against each
-hyperparameter. Strategies are ranked by IQR, by gap and by best metric.
+Sensitivity = how much the validation objective moves across a strategy's search space: the interquartile range
+(IQR) and the worst-to-best gap over the trials (pruned ones at their last reported value, counted and marked),
+divided by the seed noise where the study was repeated over seeds; fANOVA importances per hyperparameter once there
+are enough complete trials; a figure of the objective against each hyperparameter. The test metric of every trial
+is reported beside it and never chosen on. Strategies are ranked by IQR, by gap and by best objective.
 """
 
 from __future__ import annotations
@@ -14,85 +17,112 @@ import csv
 import io
 import json
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from tempbench.datasets.files import write_atomic
 
-from .sensitivity import GRID_ATTR, HPARAMS_ATTR
+from .figures import plot_study
+from .repeats import seed_noise
+from .sensitivity import GRID_ATTR, HPARAMS_ATTR, counts
+from .workers import SURPLUS_ATTR
 
 log = logging.getLogger(__name__)
 
-def summarize_study(study: Any) -> dict[str, Any]:
-    """Spread of the final metric over the COMPLETE trials of `study`: best / median / worst, quartiles, IQR,
-    worst-to-best gap, trial counts, fANOVA hyperparameter importances ({} when not computable), best params and
-    the grid evaluated (None for a TPE search)."""
+MIN_IMPORTANCE_TRIALS = 8  # fANOVA's forest on fewer complete trials ranks noise
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    maximize = study.direction == StudyDirection.MAXIMIZE
+
+def summarize_study(study: Any, repeated: Any = None) -> dict[str, Any]:
+    """Spread of the objective over the COMPLETE and PRUNED trials of `study` (pruned at their last value):
+    best / median / worst, quartiles, IQR, gap, trial counts, fANOVA importances, best trial and params, the test
+    metric at the best trial and over the trials, and, with the `repeated` study, the seed noise and the spread
+    in units of it."""
+    n = counts(study)
     summary: dict[str, Any] = {
         "study": study.study_name, "strategy": study.user_attrs.get("tempbench.strategy"),
-        "metric": study.user_attrs.get("tempbench.metric", "objective"), "direction": study.direction.name.lower(),
-        "n_complete": len(complete), "n_pruned": len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))),
-        "n_failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
-        "best": None, "median": None, "worst": None, "q1": None, "q3": None, "iqr": None, "gap": None,
-        "best_trial": None, "best_params": {}, "importances": _importances(study, complete),
-        "grid": study.user_attrs.get(GRID_ATTR)}
-    if not complete:
-        return summary
-    values = np.array([t.value for t in complete])
+        "metric": study.user_attrs.get("tempbench.metric", "objective"),
+        "test_metric": study.user_attrs.get("tempbench.test_metric"), "direction": study.direction.name.lower(),
+        "sampler": study.user_attrs.get("tempbench.sampler", "unknown"), "grid": study.user_attrs.get(GRID_ATTR),
+        **{f"n_{k}": v for k, v in n.items()}, "best": None, "median": None, "worst": None, "q1": None,
+        "q3": None, "iqr": None, "gap": None, "best_trial": None, "best_params": {}, "test_best": None,
+        "test_median": None, "test_iqr": None, **_importances(study)}
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+              if t.value is not None]
+    if trials:
+        summary.update(_spread(trials, study.direction == StudyDirection.MAXIMIZE, summary["test_metric"]))
+    return {**summary, **_noise(summary, seed_noise(study, repeated))}
+
+
+def _spread(trials: list, maximize: bool, test_metric: str | None) -> dict[str, Any]:
+    values = np.array([t.value for t in trials])
     q1, median, q3 = (float(q) for q in np.percentile(values, [25, 50, 75]))
-    best = max(complete, key=lambda t: t.value) if maximize else min(complete, key=lambda t: t.value)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE] or trials
+    best = (max if maximize else min)(complete, key=lambda t: t.value)
     worst = float(values.min() if maximize else values.max())
-    summary.update(best=float(best.value), median=median, worst=worst, q1=q1, q3=q3, iqr=q3 - q1,
-                   gap=abs(float(best.value) - worst), best_trial=best.number,
-                   best_params=best.user_attrs.get(HPARAMS_ATTR, best.params))
-    return summary
+    tests = np.array([t.user_attrs[test_metric] for t in trials if test_metric in t.user_attrs], dtype=float)
+    t1, t_median, t3 = (float(q) for q in np.percentile(tests, [25, 50, 75])) if tests.size else (None,) * 3
+    return {"best": float(best.value), "median": median, "worst": worst, "q1": q1, "q3": q3, "iqr": q3 - q1,
+            "gap": abs(float(best.value) - worst), "best_trial": best.number,
+            "best_params": best.user_attrs.get(HPARAMS_ATTR, best.params),
+            "test_best": best.user_attrs.get(test_metric) if test_metric else None, "test_median": t_median,
+            "test_iqr": None if t1 is None else t3 - t1}
 
 
-def _importances(study: Any, complete: list) -> dict[str, float]:
-    """fANOVA importances of the params that vary across >= 2 complete trials; {} when there is nothing to rank."""
+def _noise(summary: dict[str, Any], noise: dict[str, Any]) -> dict[str, Any]:
+    """The seed noise and the spread divided by it (None where either is missing or the noise is 0)."""
+    std = noise.get("seed_std")
 
+    def ratio(spread: float | None) -> float | None:
+        return spread / std if spread is not None and std else None
+
+    return {"seed_std": std, "iqr_over_seed": ratio(summary["iqr"]), "gap_over_seed": ratio(summary["gap"]),
+            "repeats": noise.get("configs", []), "repeat_seeds": noise.get("seeds", [])}
+
+
+def _importances(study: Any) -> dict[str, Any]:
+    """{"importances": fANOVA importances of the params that vary, "importance_note": why there are none}."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < MIN_IMPORTANCE_TRIALS:
+        return {"importances": {}, "importance_note": f"not shown: {len(complete)} complete trials, fANOVA needs "
+                f"at least {MIN_IMPORTANCE_TRIALS} to rank more than noise"}
     names = {name for t in complete for name in t.params}
     varying = sorted(n for n in names if len({repr(t.params.get(n)) for t in complete}) > 1)
-    if len(complete) < 2 or not varying:
-        return {}
+    if not varying:
+        return {"importances": {}, "importance_note": "not shown: no hyperparameter varies"}
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)  # seeded: the report must be reproducible
     try:
         found = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varying)
     except (ValueError, RuntimeError) as exc:  # e.g. a conditional param missing from some trials
         log.info("no importances for %s: %s", study.study_name, exc)
-        return {}
-    return {name: float(value) for name, value in found.items()}
+        return {"importances": {}, "importance_note": f"not computable: {exc}"}
+    return {"importances": {name: float(value) for name, value in found.items()}, "importance_note": ""}
 
 
 def rank_strategies(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per strategy, least sensitive first (smallest IQR), with its rank by IQR, by gap and by best metric."""
+    """One row per strategy, least sensitive first (smallest IQR), with its rank by IQR, by gap and by best
+    objective (validation), and the test metric of that best trial beside it."""
     names = list(summaries)
     maximize = all(summaries[n]["direction"] == "maximize" for n in names)
     ranks = {"rank_iqr": _ranks(names, lambda n: summaries[n]["iqr"], descending=False),
              "rank_gap": _ranks(names, lambda n: summaries[n]["gap"], descending=False),
              "rank_best": _ranks(names, lambda n: summaries[n]["best"], descending=maximize)}
-    rows = [{"strategy": n, **{k: summaries[n][k] for k in _NUMBERS}, **{k: r[n] for k, r in ranks.items()}}
+    rows = [{"strategy": n, **{k: summaries[n].get(k) for k in _NUMBERS}, **{k: r[n] for k, r in ranks.items()}}
             for n in names]
     return sorted(rows, key=lambda row: (row["rank_iqr"] is None, row["rank_iqr"] or 0))
 
 
-_NUMBERS = ("best", "median", "worst", "q1", "q3", "iqr", "gap", "n_complete", "n_pruned", "n_failed")
+_NUMBERS = ("best", "median", "worst", "q1", "q3", "iqr", "gap", "seed_std", "iqr_over_seed", "gap_over_seed",
+            "test_best", "test_median", "n_complete", "n_pruned", "n_failed", "n_retried")
 
 
 def _ranks(names: list[str], key: Callable[[str], float | None], descending: bool) -> dict[str, int | None]:
-    """1 = first; strategies without a value (no complete trial) get None."""
+    """1 = first; strategies without a value (no finished trial) get None."""
     ordered = sorted((n for n in names if key(n) is not None), key=key, reverse=descending)
     return {n: (ordered.index(n) + 1 if n in ordered else None) for n in names}
 
@@ -100,7 +130,7 @@ def _ranks(names: list[str], key: Callable[[str], float | None], descending: boo
 def write_report(summaries: dict[str, dict[str, Any]], studies: dict[str, Any], out_dir: Path,
                  command: str | None = None) -> Path:
     """Write `sensitivity.md`, `sensitivity.csv` (the cross-strategy ranking), `sensitivity-trials-NAME.csv` and
-    `figures/sensitivity-NAME.png` (metric against each hyperparameter) into `out_dir`, each file atomically.
+    `figures/sensitivity-NAME.png` (objective against each hyperparameter) into `out_dir`, each file atomically.
     `command`: the command line that produced the studies, quoted in the report. Returns the Markdown path."""
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -109,7 +139,7 @@ def write_report(summaries: dict[str, dict[str, Any]], studies: dict[str, Any], 
     sections = []
     for name, summary in summaries.items():
         _write_atomic(out_dir / f"sensitivity-trials-{name}.csv", _csv_text(_trial_rows(studies[name])).encode())
-        figure = _plot_study(name, studies[name], summary)
+        figure = plot_study(name, studies[name], summary)
         if figure is not None:
             _write_atomic(out_dir / "figures" / f"sensitivity-{name}.png", figure)
         sections.append(_strategy_section(name, summary, has_figure=figure is not None))
@@ -123,104 +153,78 @@ def write_report(summaries: dict[str, dict[str, Any]], studies: dict[str, Any], 
 
 
 def _ranking_section(ranking: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Ranking", "", "Less sensitive = smaller interquartile range (IQR) of the final metric over the "
-             "trials; gap = worst-to-best.", "",
-             "| strategy | rank by IQR | IQR | rank by gap | gap | rank by best | best | median | complete | pruned |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["## Ranking", "", "On the validation objective. Less sensitive = smaller interquartile range (IQR) over "
+             "the trials; gap = worst-to-best; ÷ seed = in units of the seed noise (std over repeated seeds, where "
+             "the study was repeated). Test = the test metric of the best-by-validation trial (reported, never "
+             "chosen on).", "",
+             "| strategy | rank by IQR | IQR | IQR ÷ seed | rank by gap | gap | gap ÷ seed | rank by best | best | "
+             "test at best | median | complete | pruned |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in ranking:
-        lines.append(f"| {r['strategy']} | {_fmt(r['rank_iqr'])} | {_fmt(r['iqr'])} | {_fmt(r['rank_gap'])} | "
-                     f"{_fmt(r['gap'])} | {_fmt(r['rank_best'])} | {_fmt(r['best'])} | {_fmt(r['median'])} | "
-                     f"{r['n_complete']} | {r['n_pruned']} |")
+        cells = [r["strategy"], *(_fmt(r[k]) for k in ("rank_iqr", "iqr", "iqr_over_seed", "rank_gap", "gap",
+                 "gap_over_seed", "rank_best", "best", "test_best", "median")), r["n_complete"], r["n_pruned"]]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     return [*lines, ""]
 
 
 def _strategy_section(name: str, s: dict[str, Any], has_figure: bool) -> str:
+    over = "complete and pruned trials (pruned ones at their last validation value)" if s["n_pruned"] else \
+        "complete trials"
     lines = [f"## {name}", "",
-             f"Study `{s['study']}`: {s['n_complete']} complete, {s['n_pruned']} pruned, {s['n_failed']} failed "
-             f"trials; metric `{s['metric']}` ({s['direction']}).", "", *_space_lines(s.get("grid")),
-             "| best | Q1 | median | Q3 | worst | IQR | gap |", "|---|---|---|---|---|---|---|",
-             "| " + " | ".join(_fmt(s[k]) for k in ("best", "q1", "median", "q3", "worst", "iqr", "gap")) + " |", "",
-             f"Best trial: #{_fmt(s['best_trial'])}, `{json.dumps(s['best_params'], sort_keys=True)}`", "",
-             "### Importance (fANOVA)", ""]
+             f"Study `{s['study']}`: {s['n_complete']} complete, {s['n_pruned']} pruned, {s['n_failed']} failed, "
+             f"{s['n_retried']} retried after a worker died; objective `{s['metric']}` ({s['direction']}), test "
+             f"metric `{s['test_metric'] or '-'}`.", "", f"Sampler: {s['sampler']}.", "", *_space_lines(s["grid"]),
+             f"Spread over the {over}:", "",
+             "| best | Q1 | median | Q3 | worst | IQR | gap | seed std | IQR ÷ seed | gap ÷ seed |",
+             "|---|---|---|---|---|---|---|---|---|---|",
+             "| " + " | ".join(_fmt(s[k]) for k in ("best", "q1", "median", "q3", "worst", "iqr", "gap", "seed_std",
+                                                    "iqr_over_seed", "gap_over_seed")) + " |", "",
+             f"Best trial (by validation): #{_fmt(s['best_trial'])}, "
+             f"`{json.dumps(s['best_params'], sort_keys=True)}`; its test `{s['test_metric'] or '-'}` "
+             f"{_fmt(s['test_best'])} (test median over the trials {_fmt(s['test_median'])}, IQR "
+             f"{_fmt(s['test_iqr'])}).", "", *_repeat_lines(s), "### Importance (fANOVA)", ""]
     if s["importances"]:
         lines += ["| hyperparameter | importance |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" for k, v in s["importances"].items()]
     else:
-        lines.append("Not computable: it needs at least 2 complete trials and a hyperparameter that varies.")
+        lines.append(s["importance_note"].capitalize() + ".")
     lines.append("")
     if has_figure:
-        lines += [f"![{name}: metric against each hyperparameter](figures/sensitivity-{name}.png)", ""]
+        lines += [f"![{name}: objective against each hyperparameter](figures/sensitivity-{name}.png)", ""]
     lines += [f"All trials: [sensitivity-trials-{name}.csv](sensitivity-trials-{name}.csv)", ""]
     return "\n".join(lines)
 
 
+def _repeat_lines(s: dict[str, Any]) -> list[str]:
+    """The repeated configurations and their values over seeds, or that the study was not repeated."""
+    if not s["repeats"]:
+        return ["Seed noise: not measured (no --repeats), so the spread has no yardstick here.", ""]
+    lines = [f"### Seed noise ({len(s['repeat_seeds'])} extra seeds: {', '.join(map(str, s['repeat_seeds']))})",
+             "", "| configuration | trial | seeds | mean | std | values |", "|---|---|---|---|---|---|"]
+    for r in s["repeats"]:
+        values = ", ".join(_fmt(v) for v in r["values"])
+        lines.append(f"| {r['role']} | #{r['trial']} | {r['n']} | {_fmt(r['mean'])} | {_fmt(r['std'])} | {values} |")
+    return [*lines, ""]
+
+
 def _space_lines(grid: dict[str, dict[str, list]] | None) -> list[str]:
-    """The grid a --grid study evaluated (say a reduced one exactly), or that the points came from a TPE search."""
+    """The grid a --grid study evaluated (a reduced one exactly); nothing for a sampled design."""
     if grid is None:
-        return ["Search: seeded TPE over the strategy's search space.", ""]
+        return []
     values = {name: v for part in grid.values() for name, v in part.items()}
     shown = " × ".join(f"{name} ∈ {{{', '.join(map(str, v))}}}" for name, v in values.items())
     return [f"Grid: {shown}.", ""]
 
 
 def _trial_rows(study: Any) -> list[dict[str, Any]]:
-    """One row per trial: number, state, value, its params and the metrics it reported."""
+    """One row per trial: number, state (pruned and surplus marked), value, its params and the metrics it
+    reported (the test ones included)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
+        state = "SURPLUS" if t.user_attrs.get(SURPLUS_ATTR) else t.state.name
         metrics = {k: v for k, v in t.user_attrs.items() if not k.startswith("tempbench.")}
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value, **t.params, **metrics})
+        rows.append({"number": t.number, "state": state, "value": t.value, "retry_of":
+                     t.system_attrs.get("failed_trial"), **t.params, **metrics})
     return rows
-
-
-def _plot_study(name: str, study: Any, summary: dict[str, Any]) -> bytes | None:
-    """PNG bytes of one scatter per hyperparameter (metric vs value; pruned trials as grey crosses), or None."""
-
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    params = sorted({p for t in trials for p in t.params})
-    if not params:
-        return None
-    cols = min(3, len(params))
-    rows = math.ceil(len(params) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
-    FigureCanvasAgg(fig)  # no pyplot: never touches the user's interactive backend
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, param in zip(axes, params, strict=False):
-        _scatter_param(ax, trials, param, summary)
-    for ax in axes[len(params):]:
-        ax.set_visible(False)
-    fig.suptitle(f"{name}: {summary['metric']} over {summary['n_complete']} complete trials")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
-
-
-def _scatter_param(ax: Any, trials: list, param: str, summary: dict[str, Any]) -> None:
-
-    for state, style in ((TrialState.PRUNED, {"marker": "x", "color": "0.6", "label": "pruned (last value)"}),
-                         (TrialState.COMPLETE, {"marker": "o", "color": "C0", "label": "complete"})):
-        points = [(t.params[param], t.value) for t in trials
-                  if t.state == state and param in t.params and t.value is not None]
-        if points:
-            ax.scatter(*zip(*points, strict=True), s=22, **style)
-    best = [t for t in trials if t.number == summary["best_trial"] and param in t.params]
-    if best:
-        ax.scatter([best[0].params[param]], [best[0].value], marker="*", s=140, color="C3", label="best")
-    if _is_log_scaled(trials, param):
-        ax.set_xscale("log")
-    ax.set_xlabel(param)
-    ax.set_ylabel(summary["metric"])
-    ax.legend(fontsize="x-small")
-
-
-def _is_log_scaled(trials: list, param: str) -> bool:
-    """Log x where the search space is log; for grid (categorical) values, where they span a decade or more."""
-
-    dist = next(t.distributions[param] for t in trials if param in t.distributions)
-    if not isinstance(dist, CategoricalDistribution):
-        return bool(dist.log)
-    values = dist.choices
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
-    return numeric and max(values) / min(values) >= 10
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:

@@ -2,57 +2,51 @@
 with the training injected as a `TrialFn`, so the machinery runs and is tested without the runner.
 
     def trial_fn(strategy: str, params: dict, reporter: Reporter) -> float | dict:
-        ...  # params = {"strategy": {kwargs for create_strategy}, "optim": {extra, e.g. lr}}
-        reporter.report(epoch, knn_acc)       # raises optuna.TrialPruned when the MedianPruner says so
-        return {"objective": final_acc, "linear_top1": ...}
+        ...  # params = {"strategy": {kwargs for create_strategy}, "optim": {extra, e.g. lr}} (+ "seed" in repeats)
+        reporter.report(epoch, val_acc)       # raises optuna.TrialPruned when the pruner says so
+        return {"objective": final_val_acc, "knn200_top1": test_acc, ...}
 
-    study = run_study("isogclr", trial_fn, n_trials=40, grid=False, storage=None, study_name="isogclr-cifar10",
-                      out_dir=Path("runs/sens"))
-    # then tempbench.sensitivity_report: write_report({"isogclr": summarize_study(study)}, {"isogclr": study}, out)
+    study = run_study("isogclr", trial_fn, n_trials=32, grid=False, storage=None, study_name="isogclr-cifar10",
+                      out_dir=Path("runs/sens"), metric="val_knn200_top1", test_metric="knn200_top1")
 
-Storage: `sqlite:///OUT/optuna.db` by default; Optuna's journal file `OUT/optuna-journal.log` with `workers > 1` (or
-`journal:PATH`); any RDB URL (e.g. PostgreSQL) for workers on several machines running the same command. Exactly
-`n_trials` trials end COMPLETE or PRUNED in total: workers reserve a trial under a file lock before asking Optuna for
-one, and re-running a command resumes its study. Trials of a killed local worker are marked FAIL on the next start.
+The value Optuna stores, samples on, prunes on and ranks by is the objective, a validation metric; the test
+metrics ride along as user attributes and are only reported. Design (`samplers`): Sobol points by default, the
+strategy's grid with `grid=True`, TPE with `goal="tune"`; pruning only with `prune`. Workers (`workers`): any
+number of processes on the storage, local (`workers=N`, spawned) or started anywhere with the same arguments.
+Storage (`storage`): `sqlite:///OUT/optuna.db` by default, Optuna's journal file with `workers > 1`, any RDB URL
+(e.g. PostgreSQL) for workers on several machines.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import pickle
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from multiprocessing import get_context
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages.journal import JournalFileOpenLock
 from optuna.trial import TrialState
 
 from tempbench.strategies import get_strategy_class
 
-from .storage import (  # storage names are re-exported: callers import them from here
-    WORKER_ATTR,
-    fail_dead_trials,
-    lock_path,
-    open_storage,
-    resolve_storage,
-    worker_id,
-)
+from .samplers import GOALS, describe_sampler, make_pruner, make_sampler, search_distributions
+from .storage import DEFAULT_HEARTBEAT, WORKER_ATTR, open_storage, quiet_experimental, resolve_storage
+from .workers import SURPLUS_ATTR, Budget, ProgressLine, SurplusTrial, run_in_processes
 
 log = logging.getLogger(__name__)
 
 TrialFn = Callable[[str, dict, "Reporter"], "float | dict[str, Any]"]
 HPARAMS_ATTR = "tempbench.hparams"  # trial user attr: {"strategy": {...}, "optim": {...}} as given to the trial_fn
-GRID_ATTR = "tempbench.grid"  # study user attr: the grid a --grid study evaluates (None for TPE), checked on resume
+GRID_ATTR = "tempbench.grid"  # study user attr: the grid a --grid study evaluates (None otherwise), checked on resume
+__all__ = ["GRID_ATTR", "HPARAMS_ATTR", "WORKER_ATTR", "Reporter", "StudyJob", "open_storage", "resolve_storage",
+           "run_study", "work"]
 
 
 class Reporter:
-    """Feeds per-epoch values of one trial to Optuna's pruner."""
+    """Feeds per-epoch validation values of one trial to Optuna's pruner."""
 
     def __init__(self, trial: Any) -> None:
         self._trial = trial
@@ -67,14 +61,13 @@ class Reporter:
 
     def report(self, epoch: int, value: float) -> None:
         """Record `value` at `epoch`; raise optuna.TrialPruned if the pruner stops this trial."""
-
         self._trial.report(float(value), int(epoch))
         if self._trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch} (value {value:.4g})")
 
 
 @dataclass
-class _StudyJob:
+class StudyJob:
     """Everything a worker process needs to run its share of a study (picklable, for spawn)."""
 
     strategy: str
@@ -82,58 +75,94 @@ class _StudyJob:
     storage: str
     study_name: str
     n_trials: int
-    grid: dict[str, dict[str, list]] | None  # {"strategy": grid, "optim": grid}, or None for TPE
-    seed: int
-    epochs: int | None
-    direction: str
-    lock_path: str
+    grid: dict[str, dict[str, list]] | None = None  # {"strategy": grid, "optim": grid}; None = no grid
+    seed: int = 0
+    epochs: int | None = None
+    direction: str = "maximize"
+    goal: str = "sensitivity"
+    prune: bool = False
+    metric: str = "objective"
+    test_metric: str | None = None
+    heartbeat: int | None = DEFAULT_HEARTBEAT
     extra_space: Callable[[Any], dict] | None = None
-    pruner: Any = None
-    n_existing: int = 0  # trials in the study before this start: shifts the sampler seed so a resume explores anew
+    space: dict[str, Any] | None = None  # the search distributions (Sobol design)
+    pruner: Any = None  # overrides the one `prune` chooses
+    repeats: dict[int, dict] | None = None  # a repeats study: source trial number -> its params
+    n_existing: int = 0  # trials before this start: shifts TPE's seed so a resume explores anew
+    attrs: dict[str, Any] = field(default_factory=dict)  # what the study must hold to be resumed by this job
 
     @property
-    def mode(self) -> str:
-        return "grid" if self.grid is not None else "tpe"
+    def flat_grid(self) -> dict[str, list] | None:
+        return None if self.grid is None else {k: v for part in self.grid.values() for k, v in part.items()}
 
 
 def run_study(strategy: str, trial_fn: TrialFn, *, n_trials: int | None, grid: bool, storage: str | None,
               study_name: str | None, out_dir: Path, seed: int = 0, epochs: int | None = None, workers: int = 1,
               direction: str = "maximize", extra_space: Callable[[Any], dict] | None = None,
               extra_grid: dict[str, list] | None = None, grid_values: dict[str, list] | None = None,
-              pruner: Any = None, metric: str = "objective") -> Any:
+              pruner: Any = None, metric: str = "objective", test_metric: str | None = None,
+              goal: str = "sensitivity", prune: bool = False, heartbeat: int | None = DEFAULT_HEARTBEAT) -> Any:
     """Run (or resume) the study of `strategy` until `n_trials` trials are COMPLETE or PRUNED; return the Study.
 
-    grid: GridSampler over the strategy's `search_grid` (+ `extra_grid`; `extra_space` is not used), all points when
-        `n_trials` is None, else the first `n_trials`; no pruning unless `pruner` is given. `grid_values` replaces
-        the values of some of the strategy's grid parameters (a reduced grid). Otherwise a seeded TPE
-        over `search_space` + `extra_space` with a MedianPruner fed by `Reporter.report`.
+    grid: GridSampler over the strategy's `search_grid` (+ `extra_grid`), all points when `n_trials` is None;
+        `grid_values` replaces the values of some grid parameters (a reduced grid). Otherwise Sobol points over
+        `search_space` + `extra_space` (goal "sensitivity"), or TPE (goal "tune", which prunes by default).
+    prune: MedianPruner on the reported validation values (`pruner` overrides it).
     storage: None (SQLite in `out_dir`, or a journal file there when workers > 1), `journal:PATH`, or an RDB URL.
     workers: local processes (spawned) sharing the budget; `trial_fn` and `extra_space` must then be picklable.
-    metric: the objective's name, for the report.
+    metric / test_metric: the objective's name (a validation metric) and the test metric reported beside it.
     """
+    job = make_job(strategy, trial_fn, n_trials=n_trials, grid=grid, storage=storage, study_name=study_name,
+                   out_dir=out_dir, seed=seed, epochs=epochs, workers=workers, direction=direction,
+                   extra_space=extra_space, extra_grid=extra_grid, grid_values=grid_values, pruner=pruner,
+                   metric=metric, test_metric=test_metric, goal=goal, prune=prune, heartbeat=heartbeat)
+    return run_job(job, workers)
 
+
+def make_job(strategy: str, trial_fn: TrialFn, *, n_trials: int | None, grid: bool, storage: str | None,
+             study_name: str | None, out_dir: Path, workers: int = 1, extra_grid: dict | None = None,
+             grid_values: dict | None = None, **options: Any) -> StudyJob:
+    """The checked StudyJob of `run_study` (same arguments); bad values raise ValueError before anything runs."""
     cls = get_strategy_class(strategy)  # unknown name -> ValueError listing the registered ones
+    _check(workers, options.get("direction", "maximize"), options.get("goal", "sensitivity"), grid)
+    full_grid = _build_grid(cls, strategy, options.get("epochs"), extra_grid, grid_values) if grid else None
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    if options.get("goal") == "tune" and options.get("pruner") is None:
+        options["prune"] = True
+    job = StudyJob(strategy, trial_fn, resolve_storage(storage, Path(out_dir), workers),
+                   study_name or f"{strategy}-custom", _trial_budget(n_trials, full_grid), grid=full_grid, **options)
+    if full_grid is not None:
+        job.extra_space = None
+    elif job.goal == "sensitivity":
+        job.space = search_distributions(cls.search_space, job.epochs, job.extra_space)
+    job.attrs = {"strategy": strategy, "mode": "grid" if grid else job.goal, "direction": job.direction,
+                 "grid": full_grid, "metric": job.metric, "test_metric": job.test_metric,
+                 "sampler": describe_sampler(job.goal, grid, job.seed, job.prune or job.pruner is not None)}
+    if workers > 1:
+        _check_picklable(job)
+    return job
+
+
+def run_job(job: StudyJob, workers: int = 1) -> Any:
+    """Open (or resume) the job's study, run its workers here or in `workers` processes; return the Study."""
+    study = open_study(job)
+    job.n_existing = len(study.trials)
+    if workers == 1:
+        work(job, 0)
+    else:
+        run_in_processes(work, [(job, w) for w in range(workers)])
+    return load(job, worker=0)
+
+
+def _check(workers: int, direction: str, goal: str, grid: bool) -> None:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
-    full_grid = _build_grid(cls, strategy, epochs, extra_grid, grid_values) if grid else None
-    n_trials = _trial_budget(n_trials, full_grid)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec = resolve_storage(storage, out_dir, workers)
-    job = _StudyJob(strategy, trial_fn, spec, study_name or f"{strategy}-custom", n_trials, full_grid, seed, epochs,
-                    direction, str(lock_path(spec, out_dir)), None if grid else extra_space, pruner)
-    if workers > 1:
-        _check_picklable(job)
-    study = _open_study(job, metric)
-    fail_dead_trials(study)
-    job.n_existing = len(study.trials)
-    if workers == 1:
-        _work(job, 0)
-    else:
-        _work_in_processes(job, workers)
-    return _load_study(job, worker=0)
+    if goal not in GOALS:
+        raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
+    if grid and goal == "tune":
+        raise ValueError("a grid is a sensitivity design; goal 'tune' searches with TPE")
 
 
 def _build_grid(cls: Any, strategy: str, epochs: int | None, extra_grid: dict[str, list] | None,
@@ -165,61 +194,31 @@ def _trial_budget(n_trials: int | None, grid: dict | None) -> int:
     return min(n_trials, size) if size is not None else n_trials
 
 
-def _open_study(job: _StudyJob, metric: str) -> Any:
-    """Create the study or load it to resume; refuse to mix a different strategy, mode or direction into it."""
-
-    study = optuna.create_study(storage=open_storage(job.storage), study_name=job.study_name, load_if_exists=True,
-                                direction=job.direction, sampler=_make_sampler(job, worker=0))
-    # The grid too: resuming with other grid values would mix two designs in one report.
-    expected = {"strategy": job.strategy, "mode": job.mode, "direction": job.direction, "grid": job.grid}
-    found = {k: study.user_attrs.get(f"tempbench.{k}") for k in expected}
-    if found["strategy"] is None:
-        for key, value in {**expected, "metric": metric}.items():
-            study.set_user_attr(f"tempbench.{key}", value)
+def open_study(job: StudyJob) -> Any:
+    """Create the study or load it to resume; refuse to mix a different strategy, mode, grid or metric into it."""
+    study = optuna.create_study(storage=open_storage(job.storage, job.heartbeat), study_name=job.study_name,
+                                load_if_exists=True, direction=job.direction, sampler=optuna.samplers.RandomSampler())
+    checked = ("strategy", "mode", "direction", "grid", "metric")
+    found = {k: study.user_attrs.get(f"tempbench.{k}") for k in checked}
+    expected = {k: job.attrs[k] for k in checked}
+    if found["strategy"] is None:  # a new study; workers started together may all get here and write the same
+        for key, value in sorted(job.attrs.items(), key=lambda item: item[0] == "strategy"):
+            study.set_user_attr(f"tempbench.{key}", value)  # "strategy" last: once it is there, all of them are
+        with quiet_experimental():
+            study.set_metric_names([job.metric])  # optuna-dashboard labels the value with it
     elif found != expected:
-        raise ValueError(f"study {job.study_name!r} in {job.storage} holds {found}, not {expected}; "
-                         "pass another study name to start a new one")
+        raise ValueError(f"study {job.study_name!r} in {job.storage} holds {found}, not {expected}; pass another "
+                         "study name to start a new one")
     return study
 
 
-def _load_study(job: _StudyJob, worker: int) -> Any:
-
-    return optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage),
-                             sampler=_make_sampler(job, worker), pruner=_make_pruner(job))
-
-
-def _make_sampler(job: _StudyJob, worker: int) -> Any:
-
-    # Distinct seeds per worker and per restart, else each would replay the same random start-up points.
-    seed = job.seed + worker + 10_007 * job.n_existing
-    if job.grid is None:
-        return optuna.samplers.TPESampler(seed=seed)
-    return _budget_grid_sampler_class()({**job.grid["strategy"], **job.grid["optim"]}, seed=seed)
+def load(job: StudyJob, worker: int) -> Any:
+    sampler = make_sampler(job.goal, job.flat_grid, job.space, job.seed, job.seed + worker + 10_007 * job.n_existing)
+    return optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage, job.heartbeat),
+                             sampler=sampler, pruner=job.pruner if job.pruner is not None else make_pruner(job.prune))
 
 
-def _make_pruner(job: _StudyJob) -> Any:
-
-    if job.pruner is not None:
-        return job.pruner
-    if job.grid is not None:
-        return optuna.pruners.NopPruner()  # a grid is there to draw whole curves
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)  # epoch 0 is mostly noise
-
-
-@functools.cache
-def _budget_grid_sampler_class() -> type:
-
-    class BudgetGridSampler(optuna.samplers.GridSampler):
-        """GridSampler that leaves stopping to the worker's trial budget: its own `study.stop()` raises outside
-        `Study.optimize`, and workers here drive trials by ask/tell."""
-
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            pass
-
-    return BudgetGridSampler
-
-
-def _check_picklable(job: _StudyJob) -> None:
+def _check_picklable(job: StudyJob) -> None:
     try:
         pickle.dumps(job)
     except Exception as exc:
@@ -227,79 +226,34 @@ def _check_picklable(job: _StudyJob) -> None:
                          f"functions or objects): {exc}") from exc
 
 
-def _work_in_processes(job: _StudyJob, workers: int) -> None:
-    """Run `workers` spawned processes on the shared storage; re-raise the first worker error."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_work, job, w) for w in range(workers)]
-        for future in futures:
-            future.result()
+def work(job: StudyJob, worker: int) -> None:
+    """One worker: run trials until the study's budget is met (Budget: Optuna's MaxTrialsCallback, see workers)."""
+    study = load(job, worker)
+    budget = Budget(job.n_trials)
+    if budget.wait_for_slot(study):
+        study.optimize(budget.guard(objective_of(job)), catch=(SurplusTrial,), gc_after_trial=False,
+                       callbacks=[ProgressLine(job.n_trials, job.metric, job.test_metric), budget])
 
 
-def _work(job: _StudyJob, worker: int) -> int:
-    """One worker: reserve and run trials until the study's budget is met; return how many this worker ran."""
+def objective_of(job: StudyJob) -> Callable[[Any], float]:
+    """The Optuna objective: sample, run the trial function, keep its other metrics (test ones included) as user
+    attributes; return the validation objective. NaN or inf is failed by Optuna and does not use the budget."""
 
-    study = _load_study(job, worker)
-    lock = JournalFileOpenLock(job.lock_path)
-    ran = failed = 0
-    while failed < job.n_trials:  # a trial_fn that returns NaN every time must not loop forever
-        trial = _reserve_trial(study, job.n_trials, lock)
-        if trial is None:
-            break
-        ran += 1
-        failed += _run_trial(study, trial, job) == TrialState.FAIL
-    return ran
-
-
-def _reserve_trial(study: Any, n_trials: int, lock: Any) -> Any:
-    """A new RUNNING trial if the budget (COMPLETE + PRUNED + RUNNING < n_trials) allows one, else None."""
-
-    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    lock.acquire()
-    try:
-        if len(study.get_trials(deepcopy=False, states=counted)) >= n_trials:
-            return None
-        trial = study.ask()
-        trial.set_user_attr(WORKER_ATTR, worker_id())
-    finally:
-        lock.release()
-    # Workers on other machines do not share the lock: the later of two racing trials backs out.
-    earlier = [t for t in study.get_trials(deepcopy=False, states=counted) if t.number < trial.number]
-    if len(earlier) >= n_trials:
-        trial.set_user_attr("tempbench.surplus", True)
-        study.tell(trial, state=TrialState.FAIL)
-        return None
-    return trial
-
-
-def _run_trial(study: Any, trial: Any, job: _StudyJob) -> Any:
-    """Sample, run `job.trial_fn`, tell Optuna the outcome; return the final TrialState."""
-
-    try:
+    def objective(trial: Any) -> float:
         params = _sample_params(trial, job)
         trial.set_user_attr(HPARAMS_ATTR, params)
-        result = job.trial_fn(job.strategy, params, Reporter(trial))
-    except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
-        log.info("%s trial %d pruned", job.study_name, trial.number)
-        return TrialState.PRUNED
-    except BaseException:
-        study.tell(trial, state=TrialState.FAIL)  # recorded, then the error stops the study loudly
-        raise
-    objective, metrics = _split_result(result)
-    for key, value in metrics.items():
-        trial.set_user_attr(key, value)
-    if not math.isfinite(objective):
-        log.warning("%s trial %d returned %s; marked FAIL (does not count towards the budget)",
-                    job.study_name, trial.number, objective)
-        study.tell(trial, state=TrialState.FAIL)
-        return TrialState.FAIL
-    study.tell(trial, objective)
-    log.info("%s trial %d: %.4g with %s", job.study_name, trial.number, objective, params)
-    return TrialState.COMPLETE
+        value, metrics = _split_result(job.trial_fn(job.strategy, params, Reporter(trial)))
+        for key, number in metrics.items():
+            trial.set_user_attr(key, number)
+        return value
+
+    return objective
 
 
-def _sample_params(trial: Any, job: _StudyJob) -> dict[str, dict[str, Any]]:
-
+def _sample_params(trial: Any, job: StudyJob) -> dict[str, Any]:
+    if job.repeats is not None:  # a repeats study: a source trial's params at another seed
+        source = trial.suggest_categorical("source", sorted(job.repeats))
+        return {**job.repeats[source], "seed": trial.suggest_categorical("seed", job.flat_grid["seed"])}
     if job.grid is not None:
         return {part: {name: trial.suggest_categorical(name, values) for name, values in grid.items()}
                 for part, grid in job.grid.items()}
@@ -316,3 +270,15 @@ def _split_result(result: float | dict[str, Any]) -> tuple[float, dict[str, Any]
     scalars = (int, float, str, bool, type(None))
     metrics = {k: v for k, v in result.items() if k != "objective" and isinstance(v, scalars)}
     return float(result["objective"]), metrics
+
+
+def counts(study: Any) -> dict[str, int]:
+    """Trials by outcome: complete, pruned, failed (surplus ones left out), surplus, retried (re-runs of a trial
+    whose worker died), running."""
+    trials = study.get_trials(deepcopy=False)
+    surplus = [t for t in trials if t.user_attrs.get(SURPLUS_ATTR)]
+    return {"complete": sum(t.state == TrialState.COMPLETE for t in trials),
+            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "failed": sum(t.state == TrialState.FAIL for t in trials) - len(surplus), "surplus": len(surplus),
+            "retried": sum("failed_trial" in t.system_attrs for t in trials),
+            "running": sum(t.state == TrialState.RUNNING for t in trials)}

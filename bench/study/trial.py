@@ -1,19 +1,25 @@
 """The glue between a study and training: a picklable trial function that resolves a trial's suggestion into a
-`RunConfig`, trains it (nested under the study's MLflow run) and reports the validation monitor to the pruner."""
+`RunConfig`, trains it (nested under the study's MLflow run, named after the trial) and reports the validation
+monitor to the pruner."""
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from tempbench.config import resolve_run_config
-from tempbench.tracking import NestedTracker, RunHandle, create_tracker
+from tempbench.tracking import NestedTracker, RunHandle, Tracker, create_tracker
 from tempbench.train import train
 
-MONITOR_METRIC = "knn_monitor"  # the per-epoch metric fed to the pruner (kNN on the held-out validation slice)
+# the per-epoch metrics fed to the pruner: kNN on the held-out slice (views), r_mean on the val split (image_text)
+MONITOR_METRICS = ("knn_monitor", "r_mean_monitor")
+TRIAL_STATE_TAG = "tempbench.trial_state"  # COMPLETE or PRUNED on a trial's MLflow run
 
 
 @dataclass(frozen=True)
@@ -33,24 +39,59 @@ class RunnerTrialFn:
 
     def __call__(self, strategy: str, params: dict, reporter: Any) -> dict[str, Any]:
         # The glue to training, kept in this one method. params = {"strategy": {...}, "optim": {...}}: strategy
-        # hyperparameters and shared run settings (lr, ...) the search suggested.
-        settings = {**self.run_settings, **params["optim"], "seed": self.seed,
+        # hyperparameters and shared run settings (lr, ...) the search suggested; "seed" in a repeats study.
+        settings = {**self.run_settings, **params["optim"], "seed": params.get("seed", self.seed),
                     **({"epochs": self.epochs} if self.epochs is not None else {})}
         config = resolve_run_config(strategy, self.dataset, settings=settings, hyperparameters=params["strategy"])
-        tracker = NestedTracker(_process_tracker(self.tracking, self.tracking_uri, self.out_dir), None,
-                                tags={"optuna.study": reporter.study_name, "optuna.trial": str(reporter.trial_number)})
+        tracker = TrialTracker(process_tracker(self.tracking, self.tracking_uri, self.out_dir), reporter,
+                               trial_run_name(reporter, params))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            if MONITOR_METRIC in metrics and math.isfinite(metrics[MONITOR_METRIC]):  # every k epochs, maybe
-                reporter.report(epoch, metrics[MONITOR_METRIC])
+            value = next((metrics[k] for k in MONITOR_METRICS if k in metrics), math.nan)
+            if math.isfinite(value):  # every monitor_every epochs
+                try:
+                    reporter.report(epoch, value)
+                except optuna.TrialPruned:
+                    tracker.pruned = True  # the runner ends its run FAILED on any exception: shown as KILLED
+                    raise
 
         # No out_dir: a trial keeps no checkpoint (a killed trial is re-run whole); its τ table goes to tracking.
-        row = train(config, tracker=tracker, tracker_parent=RunHandle("study", self.parent_run_id),
-                           on_epoch=on_epoch)
+        row = train(config, tracker=tracker, tracker_parent=RunHandle("study", self.parent_run_id), on_epoch=on_epoch)
         if self.metric not in row:
             raise ValueError(f"the run's result row has no metric {self.metric!r}; it has {sorted(row)}")
         numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         return {**numbers, "objective": row[self.metric]}
+
+
+class TrialTracker(NestedTracker):
+    """The tracker one trial's run goes through: named after the study, trial and hyperparameters, tagged with the
+    trial, and ended KILLED with `tempbench.trial_state=PRUNED` (never FAILED) when the pruner stopped it."""
+
+    def __init__(self, tracker: Tracker, reporter: Any, name: str) -> None:
+        super().__init__(tracker, None, tags={"optuna.study": reporter.study_name,
+                                              "optuna.trial": str(reporter.trial_number)})
+        self.name = name
+        self.pruned = False
+
+    def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
+                  tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
+        return super().start_run(self.name, params, parent=parent, tags=tags, key=key)
+
+    def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        if self.pruned and status == "FAILED":
+            status = "KILLED"
+        state = "PRUNED" if self.pruned else "COMPLETE" if status == "FINISHED" else "FAIL"
+        self.tracker.set_tags(run, {TRIAL_STATE_TAG: state})
+        super().end_run(run, status)
+
+
+def trial_run_name(reporter: Any, params: dict[str, Any]) -> str:
+    """`STUDY #N tau=0.23 rho=0.4`: what the MLflow UI lists for a trial."""
+    values = {**params.get("strategy", {}), **params.get("optim", {})}
+    if "seed" in params:
+        values["seed"] = params["seed"]
+    shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    return f"{reporter.study_name} #{reporter.trial_number} {shown}".strip()
 
 
 @dataclass(frozen=True)
@@ -66,6 +107,7 @@ class LogUniformSpace:
 
 
 @functools.cache
-def _process_tracker(enabled: bool, tracking_uri: str | None, out_dir: str) -> Any:
-    """One tracker per process, so a dead server warns once per worker rather than once per trial."""
+def process_tracker(enabled: bool, tracking_uri: str | None, out_dir: str) -> Tracker:
+    """One tracker per process (the study's parent run and its trials share it), so a dead server warns once per
+    worker rather than once per trial."""
     return create_tracker(enabled, tracking_uri, Path(out_dir))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.distributed.nn.functional import all_gather  # the autograd-aware collectives
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,6 @@ def gather_with_grad(x: Tensor, world: World) -> Tensor:
     """(k·b, ...) every process's (b, ...) rows, in rank order, differentiable (see the module docstring)."""
     if not world.distributed:
         return x
-    from torch.distributed.nn.functional import all_gather  # the autograd-aware collectives
-
     return torch.cat(all_gather(x.contiguous()))
 
 

@@ -109,6 +109,14 @@ def retrieval(model: ImageTextModel, data: CaptionDataset, config: Any, device: 
     return metrics
 
 
+def val_r_mean(model: ImageTextModel, data: CaptionDataset, config: Any, device: torch.device) -> float:
+    """r_mean on the val split: the per-epoch monitor (NaN without a val split)."""
+    if len(data.splits["val"]) == 0:
+        return float("nan")
+    image, text, local = split_projections(model, data, "val", device, config.projector_out)
+    return ImageTextEvaluation(image, text, local, backend=config.eval_backend).r_mean()
+
+
 @dataclass
 class DensityReport:
     """Per-pair τ_I, τ_T of a per-sample-τ strategy against each caption's density among the training captions."""

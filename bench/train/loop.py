@@ -18,7 +18,7 @@ from tempbench.eval import extract_features, knn_predict, prepare_features, sear
 from tempbench.strategies import Clock, StepOut
 
 from .distributed import gather_rows, gather_with_grad, local_slice, shard_range
-from .image_text import CAPTION
+from .image_text import CAPTION, val_r_mean
 from .setup import AUGMENT, ORDER, Setup, seed_for
 
 MONITOR_K, MONITOR_T = 200, 0.1  # the kNN protocol of the final evaluation, on the held-out validation slice
@@ -146,6 +146,14 @@ def sharded_features(setup: Setup, images: Tensor) -> Tensor:
     data = setup.data
     return gather_rows(extract_features(setup.model, images[start:stop], data.mean, data.std, setup.device),
                        setup.world)
+
+
+def monitor(setup: Setup) -> dict[str, float]:
+    """The per-epoch validation number: `knn_monitor` (kNN-200 top-1 of the held-out slice) for views,
+    `r_mean_monitor` (r_mean on the val split) for image_text. Neither ever reads the test split."""
+    if setup.pairs is None:
+        return {"knn_monitor": monitor_knn(setup)}
+    return {"r_mean_monitor": val_r_mean(setup.model, setup.data, setup.config, setup.device)}
 
 
 def monitor_knn(setup: Setup) -> float:

@@ -25,7 +25,7 @@ from tempbench.provenance import git_commit
 from tempbench.tracking import NullTracker, Tracker
 
 from .checkpoint import restore_setup, save_setup
-from .loop import NonFiniteLossError, monitor_knn, train_one_epoch
+from .loop import NonFiniteLossError, monitor, train_one_epoch
 from .row import TauReport, build_row, evaluate_run
 from .setup import Setup, build_setup
 
@@ -130,7 +130,7 @@ def run_epochs(setup: Setup, progress: Progress, ckpt: Path | None, tracker: Tra
             raise NonFiniteLossError(f"{err}; last good checkpoint: {kept or 'none (no checkpoint was taken)'}"
                                      ) from None
         if cfg.monitor_every and ((epoch + 1) % cfg.monitor_every == 0 or epoch + 1 == cfg.epochs):
-            metrics["knn_monitor"] = monitor_knn(setup)
+            metrics.update(monitor(setup))
         progress.epoch = epoch + 1
         progress.history.append(metrics)
         tracker.log_metrics(handle, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, float)},

@@ -1,5 +1,5 @@
 """Re-implementations of the reference libraries' bimodal losses, written for these tests from what
-../shared/docs/algorithms.md §3–§5 records of them (single process, no gathering). They keep each library's own
+strategies/README.md records of them (single process, no gathering). They keep each library's own
 numerics and conventions — plain u or u·e^{−b}, its clamps and epsilons, its gradient scale, its update timing — so
 the tests can show where this project's strategies agree with them step for step.
 """

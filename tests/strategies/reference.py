@@ -1,4 +1,4 @@
-"""Slow, loop-based references written straight from ../shared/docs/algorithms.md (one anchor, one negative at a time).
+"""Slow, loop-based references written straight from strategies/README.md (one anchor, one negative at a time).
 
 They use plain exp/log (no log-domain tricks) in float64, so they check the vectorised log-domain code in
 `tempbench.strategies` independently.
@@ -96,7 +96,7 @@ def tau_momentum_step(tau: dict[int, float], m: dict[int, float], grads: dict[in
 
 
 def robust_objective(h: list[float], tau: float, rho: float) -> float:
-    """τ log mean_k exp(h_k/τ) + τρ for one anchor (the iSogCLR objective term, algorithms.md)."""
+    """τ log mean_k exp(h_k/τ) + τρ for one anchor (the iSogCLR objective term, strategies/README.md)."""
     return tau * math.log(sum(math.exp(x / tau) for x in h) / len(h)) + tau * rho
 
 

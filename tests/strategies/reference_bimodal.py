@@ -1,5 +1,6 @@
 """Slow, loop-based references for the image–text strategies and for MACL and TaU, written straight from the
-equations of ../shared/docs/algorithms.md §1–§8 (one anchor, one negative at a time, plain exp/log, float64).
+equations of strategies/README.md's image–text sections (one anchor, one negative at a time, plain exp/log,
+float64).
 
 Keys of per-anchor state are (side, sample): side 0 is the image anchor (row i of S), side 1 the text anchor
 (column i); sample is the pair's dataset index.
@@ -56,7 +57,7 @@ def decoupled(a: Tensor, b: Tensor, tau: float) -> Tensor:
 def gcl_step(a: Tensor, b: Tensor, idx: list[int], u: dict[Key, float], tau: dict[Key, float], gamma: float,
              rho: float = 0.0, grad_clip: float | None = None, first_visit: str = "sample",
              include_positive: bool = False) -> tuple[Tensor, dict[Key, float], dict[Key, float], dict[Key, float]]:
-    """One bimodal GCL/RGCL step (§3 steps 1–4, §4 step 5). u: (side, sample) -> u (absent = never visited).
+    """One bimodal GCL/RGCL step (sogclr steps 1–4, isogclr step 5). u: (side, sample) -> u (absent = never visited).
 
     Returns (surrogate L_3, fresh u per key, τ-gradient G per key, Ĥ per key)."""
     batch = len(idx)
@@ -81,7 +82,7 @@ def gcl_step(a: Tensor, b: Tensor, idx: list[int], u: dict[Key, float], tau: dic
 
 
 def rgclg_theta_grad(h_hat: dict[Key, float], new_u: dict[Key, float], tau: float, rho: float) -> float:
-    """FastCLIP-v3's ∂/∂θ (§5): (1/B) Σ_i (Ĥ^I_i + Ĥ^T_i) − τ(ρ + M), M = (1/2B) Σ_i (log u^I_i + log u^T_i)."""
+    """FastCLIP-v3's ∂/∂θ (rgclg): (1/B) Σ_i (Ĥ^I_i + Ĥ^T_i) − τ(ρ + M), M = (1/2B) Σ_i (log u^I_i + log u^T_i)."""
     batch = len(h_hat) // 2
     mean_log_u = sum(math.log(v) for v in new_u.values()) / (2 * batch)
     return sum(h_hat.values()) / batch - tau * (rho + mean_log_u)
@@ -117,7 +118,7 @@ def _reweighted_nll(pos: Tensor, negs: list[Tensor], t: float) -> Tensor:
 
 
 def macl_image_text(a: Tensor, b: Tensor, tau_0: float, alpha: float, a_0: float) -> Tensor:
-    """The bimodal MACL of §6: A = mean_i S_ii; ½[mean_i −V^I_i log P^I_i + mean_i −V^T_i log P^T_i]."""
+    """The bimodal MACL (macl): A = mean_i S_ii; ½[mean_i −V^I_i log P^I_i + mean_i −V^T_i log P^T_i]."""
     rows = sides(a, b)
     align = sum(val(pos) for _, _, pos, _, _ in rows) / len(rows)
     t = tau_0 * (1 + alpha * (align - a_0))
@@ -128,7 +129,7 @@ def macl_image_text(a: Tensor, b: Tensor, tau_0: float, alpha: float, a_0: float
 
 
 def tau_views(a: Tensor, b: Tensor, t: float, eps: float, positive_kappa: str = "anchor") -> Tensor:
-    """TaU (§7): the last column is r, κ = σ(r)/t; ℓ_a = −log(exp(κ⁺ s⁺)/(Σ_neg exp(κ_a s) + ε)), mean over 2B."""
+    """TaU: the last column is r, κ = σ(r)/t; ℓ_a = −log(exp(κ⁺ s⁺)/(Σ_neg exp(κ_a s) + ε)), mean over 2B."""
     z = [normalise(a[:, :-1]), normalise(b[:, :-1])]
     kappa = [torch.sigmoid(a[:, -1]) / t, torch.sigmoid(b[:, -1]) / t]
     batch = a.shape[0]
@@ -145,7 +146,7 @@ def tau_views(a: Tensor, b: Tensor, t: float, eps: float, positive_kappa: str = 
 
 
 def tau_image_text(a: Tensor, b: Tensor, t: float, eps: float) -> Tensor:
-    """Bimodal TaU (§7): κ^I from the image's extra output, κ^T from the caption's; ½(mean ℓ^I + mean ℓ^T)."""
+    """Bimodal TaU: κ^I from the image's extra output, κ^T from the caption's; ½(mean ℓ^I + mean ℓ^T)."""
     kappa = [torch.sigmoid(a[:, -1]) / t, torch.sigmoid(b[:, -1]) / t]
     rows = sides(a[:, :-1], b[:, :-1])
     total = 0.0

@@ -1,7 +1,8 @@
 """Step-for-step agreement with re-implementations of LibAUC 2.0.1 `GCLoss_v2` and FastCLIP-v3 (tests/strategies/
-crossref.py), in the regime algorithms.md §4 says they agree: u·e^{−b} and the library epsilons change nothing while
-τ stays moderate or the state is fresh. `libauc_gaps` and `fastclip_gaps` return the maximum relative differences
-(max |ours − theirs| / max |theirs|, per quantity, over all steps), which README.md quotes."""
+crossref.py), in the regime strategies/README.md ("Agreement with the reference libraries") says they agree:
+u·e^{−b} and the library epsilons change nothing while τ stays moderate or the state is fresh. `libauc_gaps` and
+`fastclip_gaps` return the maximum relative differences (max |ours − theirs| / max |theirs|, per quantity, over all
+steps), which README.md quotes."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def fastclip_gaps(tau_init: float, rho: float, tau_lr: float, epochs: int = 4, d
                   noise: float = 2.0, eps: float = 1e-14) -> dict[str, float]:
     """Our `rgclg` against FastCLIP-v3 (γ 0.2, cosine over 2 epochs) over shuffled epochs that partition the pairs.
     FastCLIP divides by u + eps (1e-14): noisy captions (`noise`) keep u far above it, as in early training; with
-    well-aligned pairs u can fall to ~1e-11 at τ = 0.03 and the epsilon itself shows (§4)."""
+    well-aligned pairs u can fall to ~1e-11 at τ = 0.03 and the epsilon itself shows."""
     n, batch = 16, 8
     ours = create_strategy("rgclg", num_samples=n, pairing="image_text", tau_init=tau_init, rho=rho, tau_lr=tau_lr,
                            gamma=0.2, gamma_decay_epochs=2).to(dtype)

@@ -1,4 +1,4 @@
-"""The image–text strategies against the loop references of algorithms.md §2–§5 (values, weight gradients, state over
+"""The image–text strategies against the loop references of strategies/README.md (values, weight gradients, state over
 several steps mixing visited and new pairs, both sides), and the γ schedule."""
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def test_isogclr_matches_reference_over_steps(preset: str, overrides: dict) -> N
 
 
 def test_isogclr_default_rho_leaves_margin_below_log_batch_minus_one() -> None:
-    """§4: ρ >= log(B − 1) makes G > 0 for every anchor (exactly at γ = 1, where G = ρ − KL and KL <= log(B − 1)).
+    """ρ >= log(B − 1) makes G > 0 for every anchor (exactly at γ = 1, where G = ρ − KL and KL <= log(B − 1)).
     The default keeps ρ below log 127 at the suite's batch of 128; the authors' ρ = 6 (tuned on a gathered batch of
     512) drives every τ of a 128-batch to τ_min."""
     default = create_strategy("isogclr", num_samples=128, pairing="image_text", gamma=1.0)

@@ -1,4 +1,4 @@
-"""The closed forms and identities of algorithms.md §8 for the image–text strategies."""
+"""The closed forms and identities of strategies/README.md for the image–text strategies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`macl` and `tau_uncertainty` against loop references (algorithms.md §6, §7) and the closed forms of §8, for both
+"""`macl` and `tau_uncertainty` against loop references (strategies/README.md) and their closed forms, for both
 pairings (the image_text forms are this project's adaptation)."""
 
 from __future__ import annotations

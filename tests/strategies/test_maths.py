@@ -1,4 +1,4 @@
-"""The checks that follow from the maths (algorithms.md, end of the `isogclr` section)."""
+"""The checks that follow from the maths (strategies/README.md, end of the `isogclr` section)."""
 
 from __future__ import annotations
 

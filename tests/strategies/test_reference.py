@@ -1,5 +1,5 @@
-"""Each strategy against the loop-based reference of algorithms.md: loss values and gradients w.r.t. the raw inputs,
-and the per-sample state over several steps (visited and unvisited samples mixed)."""
+"""Each strategy against the loop-based reference of strategies/README.md: loss values and gradients w.r.t. the raw
+inputs, and the per-sample state over several steps (visited and unvisited samples mixed)."""
 
 from __future__ import annotations
 

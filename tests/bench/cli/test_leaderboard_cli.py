@@ -29,7 +29,7 @@ def test_prints_an_aligned_table_and_writes_markdown(tmp_path, capsys):
 def test_json_and_metric_choice(tmp_path, capsys):
     runs = tmp_path / "runs.csv"
     write_runs(runs)
-    assert main(["leaderboard", str(runs), "--metric", "linear_few", "--json"]) == 0
+    assert main(["leaderboard", str(runs), "--metric", "linear_few", "--json", "--no-figures"]) == 0
     cells = json.loads(capsys.readouterr().out)
     assert {c["label"] for c in cells} == {"fixed", "isogclr"}
     assert "linear_few_mean" in cells[0] and "linear_top1_mean" not in cells[0]
@@ -38,7 +38,7 @@ def test_json_and_metric_choice(tmp_path, capsys):
 def test_defaults_to_the_runs_folder(tmp_path, capsys):
     runs = tmp_path / "runs.csv"
     write_runs(runs)
-    assert main(["leaderboard", str(runs)]) == 0
+    assert main(["leaderboard", str(runs), "--no-figures"]) == 0
     assert (tmp_path / "leaderboard.csv").is_file()
 
 

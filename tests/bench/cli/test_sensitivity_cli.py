@@ -19,8 +19,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy i
 TINY_RUN = {"projector_hidden": 32, "projector_out": 16, "batch_size": 256, "device": "cpu", "lr": 0.1}
 TINY_SET = [part for key, value in TINY_RUN.items() for part in ("--set", f"{key}={json.dumps(value)}")]
 SECTIONS = ("# Hyperparameter sensitivity", "Made by `tempbench sensitivity", "## Ranking", "## isogclr",
-            "| best | Q1 | median | Q3 | worst | IQR | gap |", "### Importance (fANOVA)",
-            "figures/sensitivity-isogclr.png", "sensitivity-trials-isogclr.csv")
+            "| best | Q1 | median | Q3 | worst | IQR | gap | seed std |", "### Importance (fANOVA)",
+            "Sampler: QMCSampler (Sobol", "its test `knn200_top1`", "figures/sensitivity-isogclr.png",
+            "sensitivity-trials-isogclr.csv")
 
 
 def sensitivity(out, *extra: str) -> int:
@@ -36,7 +37,8 @@ def test_four_trial_study_on_digits_reports_tracks_and_resumes(tmp_path, capsys)
     summary = json.loads(capsys.readouterr().out)["studies"]["isogclr"]
     assert summary["n_complete"] == 4 and summary["metric"] == "val_knn200_top1"
     assert summary["worst"] <= summary["median"] <= summary["best"] <= 100.0
-    assert set(summary["importances"]) == {"rho", "tau_init", "eta", "beta", "gamma"}
+    assert summary["importances"] == {} and "at least 8" in summary["importance_note"]  # 4 trials: not shown
+    assert summary["sampler"].startswith("QMCSampler (Sobol") and summary["test_metric"] == "knn200_top1"
     text = (out / "sensitivity.md").read_text()
     assert all(section in text for section in SECTIONS), [s for s in SECTIONS if s not in text]
     assert (out / "figures" / "sensitivity-isogclr.png").read_bytes().startswith(b"\x89PNG")
@@ -48,6 +50,7 @@ def test_four_trial_study_on_digits_reports_tracks_and_resumes(tmp_path, capsys)
     assert [p.info.run_name for p in parents] == ["sensitivity-isogclr-digits-lt"] and len(children) == 4
     assert {c.data.tags[PARENT_RUN_TAG] for c in children} == {parents[0].info.run_id}
     assert sorted(c.data.tags["optuna.trial"] for c in children) == ["0", "1", "2", "3"]
+    assert {c.data.tags["tempbench.trial_state"] for c in children} == {"COMPLETE"}
     child = children[0]
     assert child.data.params["batch_size"] == "256" and "hyperparameters.rho" in child.data.params
     assert "train/knn_monitor" in child.data.metrics and "val/knn200_top1" in child.data.metrics
@@ -55,7 +58,8 @@ def test_four_trial_study_on_digits_reports_tracks_and_resumes(tmp_path, capsys)
 
     assert sensitivity(out, "--strategy", "isogclr", "--trials", "4", "--no-tracking") == 0  # resumes: no training
     study = optuna.load_study(study_name="isogclr-digits-lt", storage=f"sqlite:///{out / 'optuna.db'}")
-    assert len(study.trials) == 4
+    assert len(study.trials) == 4 and study.metric_names == ["val_knn200_top1"]
+    assert all(t.value == t.user_attrs["val_knn200_top1"] for t in study.trials)  # never the test metric
     assert "isogclr" in capsys.readouterr().out
 
 

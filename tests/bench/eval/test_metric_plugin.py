@@ -35,7 +35,7 @@ def test_it_reaches_the_row_the_summary_line_and_the_leaderboard(tmp_path, capsy
     assert "kNN-5 top-1" in summary_line(row)
     for seed in (0, 1):
         append_row(tmp_path / "runs.csv", {**row, "seed": seed})
-    assert main(["leaderboard", str(tmp_path / "runs.csv"), "--metric", "knn5_top1", "--json"]) == 0
+    assert main(["leaderboard", str(tmp_path / "runs.csv"), "--metric", "knn5_top1", "--json", "--no-figures"]) == 0
     cells = json.loads(capsys.readouterr().out)
     assert cells[0]["knn5_top1_mean"] == pytest.approx(row["knn5_top1"])
     assert "kNN-5 top-1" in (tmp_path / "leaderboard.md").read_text()

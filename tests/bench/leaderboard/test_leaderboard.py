@@ -177,3 +177,17 @@ def test_the_best_cell_is_bold_only_when_its_interval_separates_it(tmp_path):
     rows += [make_row("isogclr", s, 90.0 + 0.1 * s) for s in range(3)]
     md = build_leaderboard(pd.DataFrame(rows), tmp_path, metrics=METRICS).markdown
     assert "| isogclr | 3 | **85.10 ± 0.25** | **90.10 ± 0.25** |" in md
+
+
+def test_several_subsets_report_their_variance_beside_the_seed_noise(tmp_path):
+    rows = []
+    for subset, offset in ((0, 0.0), (1, 4.0), (2, 8.0)):
+        config = {"strategy": "isogclr", "epochs": 5, "subset_seed": subset, "hyperparameters": {}}
+        rows += [make_row("isogclr", s, 80.0 + offset + s, config=config, lt_hash=f"sub{subset}",
+                          config_hash=f"iso-{subset}") for s in range(3)]
+    board = build_leaderboard(pd.DataFrame(rows), tmp_path, metrics=METRICS, figures=False)
+    subsets = pd.read_csv(tmp_path / "leaderboard_subsets.csv")
+    assert subsets.loc[0, "subsets"] == 3 and subsets.loc[0, "label"] == "isogclr"
+    assert subsets.loc[0, "linear_top1_between_sd"] == pytest.approx(4.0)  # means 81, 85, 89
+    assert subsets.loc[0, "linear_top1_within_sd"] == pytest.approx(1.0)  # seeds 0, 1, 2 in every subset
+    assert "## Variance over long-tailed subsets" in board.markdown

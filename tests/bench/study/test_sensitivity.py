@@ -1,4 +1,5 @@
-"""Sensitivity studies with fake trial functions (no training): budget, grid, workers, resume, pruning, report, CLI."""
+"""Sensitivity studies with fake trial functions (no training): design, budget, grid, workers, resume, pruning,
+repeats, report, CLI."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from optuna.trial import TrialState
 
 from tempbench.cli import main
 from tempbench.study.report import rank_strategies, summarize_study, write_report
-from tempbench.study.sensitivity import WORKER_ATTR, Reporter, open_storage, resolve_storage, run_study
+from tempbench.study.sensitivity import WORKER_ATTR, Reporter, counts, open_storage, resolve_storage, run_study
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")
 
@@ -65,10 +66,12 @@ def numbers(study, *states) -> list[int]:
 
 
 def test_study_completes_and_report_has_every_section(tmp_path):
-    study = run_study("fixed", smooth_objective, **study_kwargs(tmp_path))
-    assert numbers(study, TrialState.COMPLETE) == [0, 1, 2, 3] == numbers(study)
+    study = run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=8, test_metric="linear_top1"))
+    assert numbers(study, TrialState.COMPLETE) == list(range(8)) == numbers(study)
     summary = summarize_study(study)
-    assert summary["n_complete"] == 4 and summary["n_pruned"] == 0 and summary["strategy"] == "fixed"
+    assert summary["n_complete"] == 8 and summary["n_pruned"] == 0 and summary["strategy"] == "fixed"
+    assert summary["sampler"].startswith("QMCSampler (Sobol, scrambled, seed 0") and "no pruning" in summary["sampler"]
+    assert summary["test_best"] == pytest.approx(summary["best"] - 0.05) and summary["seed_std"] is None
     assert summary["worst"] <= summary["q1"] <= summary["median"] <= summary["q3"] <= summary["best"]
     assert summary["iqr"] == pytest.approx(summary["q3"] - summary["q1"])
     assert summary["gap"] == pytest.approx(summary["best"] - summary["worst"])
@@ -82,17 +85,18 @@ def test_study_completes_and_report_has_every_section(tmp_path):
                           command="tempbench sensitivity --strategy fixed")
     text = report.read_text()
     for section in ("# Hyperparameter sensitivity", "## Ranking", "## fixed", "## other", "### Importance",
-                    "figures/sensitivity-fixed.png", "sensitivity-trials-fixed.csv", "tempbench sensitivity"):
-        assert section in text
+                    "figures/sensitivity-fixed.png", "sensitivity-trials-fixed.csv", "tempbench sensitivity",
+                    "Sampler: QMCSampler (Sobol", "its test `linear_top1`", "Seed noise: not measured"):
+        assert section in text, section
     assert (tmp_path / "figures" / "sensitivity-fixed.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "sensitivity.csv").read_text().splitlines()[1].startswith("fixed,")
-    assert len((tmp_path / "sensitivity-trials-fixed.csv").read_text().splitlines()) == 5
+    assert len((tmp_path / "sensitivity-trials-fixed.csv").read_text().splitlines()) == 9
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no temp files left by the atomic writes
 
 
 def test_ranking_orders_by_iqr_gap_and_best():
     base = {"median": 0, "worst": 0, "q1": 0, "q3": 0, "n_complete": 3, "n_pruned": 0, "n_failed": 0,
-            "direction": "maximize"}
+            "direction": "maximize", "n_retried": 0}
     rows = rank_strategies({"a": {**base, "iqr": 0.3, "gap": 0.1, "best": 0.9},
                             "b": {**base, "iqr": 0.1, "gap": 0.5, "best": 0.8},
                             "c": {**base, "iqr": None, "gap": None, "best": None}})
@@ -103,6 +107,7 @@ def test_ranking_orders_by_iqr_gap_and_best():
 def test_summary_of_a_study_without_complete_trials():
     summary = summarize_study(optuna.create_study(direction="maximize"))
     assert summary["n_complete"] == 0 and summary["best"] is None and summary["importances"] == {}
+    assert "needs at least 8" in summary["importance_note"]
 
 
 def test_grid_runs_exactly_the_grid(tmp_path):
@@ -116,7 +121,7 @@ def test_grid_runs_exactly_the_grid(tmp_path):
 
 def test_two_workers_share_the_budget_exactly(tmp_path, spawnable):
     study = run_study("fixed", slow_objective, **study_kwargs(tmp_path, n_trials=6, workers=2))
-    assert numbers(study, TrialState.COMPLETE) == list(range(6)) == numbers(study)
+    assert len(numbers(study, TrialState.COMPLETE)) == 6 and counts(study)["failed"] == 0
     assert len({t.user_attrs[WORKER_ATTR] for t in study.trials}) == 2
     assert (tmp_path / "optuna-journal.log").is_file()
 
@@ -130,13 +135,30 @@ def test_rerun_resumes_instead_of_restarting(tmp_path):
     assert len(CALLS) == 2 and numbers(more, TrialState.COMPLETE, TrialState.PRUNED) == list(range(6)) == numbers(more)
 
 
-def test_resume_fails_the_trial_of_a_killed_worker_and_reruns_it(tmp_path):
+def test_resume_on_a_journal_fails_the_trial_of_a_dead_local_worker_and_retries_it(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    study = optuna.create_study(storage=resolve_storage(None, tmp_path), study_name="fixed-custom")
-    study.ask().set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{dead.pid}")
-    resumed = run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=2))
+    storage = resolve_storage(None, tmp_path, workers=2)
+    study = optuna.create_study(storage=open_storage(storage), study_name="fixed-custom", direction="maximize")
+    stale = study.ask({"tau": optuna.distributions.FloatDistribution(0.05, 1.0, log=True)})
+    stale.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    resumed = run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=2, storage=storage))
     assert [t.state for t in resumed.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert resumed.trials[1].system_attrs["failed_trial"] == 0  # the retry, with the dead trial's τ
+    assert resumed.trials[1].params == stale.params and counts(resumed)["retried"] == 1
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # our ask
+def test_resume_on_an_rdb_fails_a_trial_without_heartbeat_and_retries_it(tmp_path):
+    storage = resolve_storage(None, tmp_path)
+    study = optuna.create_study(storage=open_storage(storage, heartbeat=1), study_name="fixed-custom",
+                                direction="maximize")
+    stale = study.ask({"tau": optuna.distributions.FloatDistribution(0.05, 1.0, log=True)})
+    study._storage.record_heartbeat(stale._trial_id)  # then its worker "dies": no heartbeat for > 2 s
+    time.sleep(2.5)
+    resumed = run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=2, heartbeat=1))
+    assert [t.state for t in resumed.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert resumed.trials[1].params == stale.params
 
 
 def test_reporter_raises_trial_pruned_on_a_bad_curve():
@@ -154,7 +176,9 @@ def test_pruned_trials_count_towards_the_budget(tmp_path):
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     study = run_study("fixed", bad_curve_on_odd_trials, **study_kwargs(tmp_path, n_trials=6, pruner=pruner))
     assert numbers(study, TrialState.PRUNED) == [1, 3, 5] and numbers(study, TrialState.COMPLETE) == [0, 2, 4]
-    assert summarize_study(study)["n_pruned"] == 3
+    summary = summarize_study(study)
+    assert summary["n_pruned"] == 3 and summary["worst"] == pytest.approx(0.1)  # in the spread at the last value
+    assert study.trials[1].value == pytest.approx(0.1)
 
 
 def test_nan_objective_fails_the_trial_without_using_the_budget(tmp_path):
@@ -201,6 +225,8 @@ def test_resuming_with_another_strategy_or_mode_is_refused(tmp_path):
     run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=1, study_name="s"))
     with pytest.raises(ValueError, match="pass another study name"):
         run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=1, study_name="s", grid=True))
+    with pytest.raises(ValueError, match="pass another study name"):
+        run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=1, study_name="s", goal="tune"))
 
 
 def test_journal_storage_spec_opens():
@@ -212,7 +238,7 @@ def test_journal_storage_spec_opens():
 def fake_train(config, *, tracker, tracker_parent, on_epoch):
     """What `tempbench.study.trial` calls, training nothing: a smooth function of τ."""
     run = tracker.start_run(f"{config.strategy}-trial", config.to_dict(), parent=tracker_parent)
-    acc = 0.9 - abs(math.log(config.hyperparameters["tau"] / 0.2)) / 10
+    acc = 0.9 - abs(math.log(config.hyperparameters["tau"] / 0.2)) / 10 + 0.002 * math.sin(config.seed)
     for epoch in range(config.epochs):
         tracker.log_metrics(run, {"knn_monitor": acc * (epoch + 1) / config.epochs}, step=epoch)
         on_epoch(epoch, {"knn_monitor": acc * (epoch + 1) / config.epochs})
@@ -261,3 +287,17 @@ def test_cli_rejects_bad_options_before_work(tmp_path, monkeypatch):
                  ["--strategy", "fixed", "--metric", "knn200_top1", *base]):
         assert run_cli(argv) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_repeats_give_the_seed_noise_beside_the_spread(tmp_path, monkeypatch, capsys):
+    use_fake_train(monkeypatch)
+    out = tmp_path / "out"
+    assert run_cli(["--strategy", "fixed", "--dataset", "sklearn:digits", "--trials", "4", "--epochs", "1",
+                    "--repeats", "2", "--repeat-seeds", "2", "--out", str(out), "--no-tracking", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["studies"]["fixed"]
+    assert summary["seed_std"] > 0 and summary["iqr_over_seed"] > 0 and len(summary["repeats"]) == 2
+    assert summary["test_metric"] == "knn200_top1" and summary["test_best"] is not None
+    text = (out / "sensitivity.md").read_text()
+    assert "### Seed noise (2 extra seeds: 1, 2)" in text and "--repeats 2 --repeat-seeds 2" in text
+    repeats = optuna.load_study(study_name="fixed-sklearn-digits-repeats", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert len(repeats.trials) == 4 and {t.params["seed"] for t in repeats.trials} == {1, 2}

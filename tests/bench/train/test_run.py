@@ -48,11 +48,13 @@ def test_smoke_run_writes_a_complete_row_on_the_whole_training_set(tmp_path) -> 
     assert (tmp_path / "checkpoints" / f"{row['run_id']}.pt").exists()
 
 
+@pytest.mark.slow  # a full training run
 def test_a_global_strategy_row_has_no_tau_analytics() -> None:
     row = train(smoke("fixed"), out_dir=None)
     assert math.isnan(row["tau_spearman"]) and row["tau_by_class"] == ""
 
 
+@pytest.mark.slow  # a full training run
 def test_validation_slice_exists_only_when_asked_and_feeds_val_metrics() -> None:
     row = train(smoke("fixed", val_fraction=0.1, monitor_every=1))
     assert row["num_train"] + row["num_val"] == 588 and row["num_val"] > 0
@@ -63,6 +65,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.slow  # three trainings; the 2-process resume (-m distributed) covers resume in CI
 def test_kill_and_resume_is_bit_exact(tmp_path) -> None:
     # a fixed thread count: float reductions may differ between 1 and 2 threads, and `threads=0` chooses per run
     config = smoke("isogclr", epochs=3, checkpoint_every=1, threads=2)
@@ -87,6 +90,7 @@ def test_kill_and_resume_is_bit_exact(tmp_path) -> None:
             assert torch.equal(v, b[part][k]), (part, k)
 
 
+@pytest.mark.slow  # a full training run
 def test_resume_with_another_config_is_refused(tmp_path) -> None:
     config = smoke("fixed")
     train(config, out_dir=tmp_path)

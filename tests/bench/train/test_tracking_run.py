@@ -68,6 +68,7 @@ def test_one_epoch_run_is_tracked_with_params_metrics_and_artifacts(tmp_path):
     assert resolved["hyperparameters"]["rho"] == 0.4 and resolved["num_train"] == row["num_train"]
 
 
+@pytest.mark.slow  # full training runs
 def test_sweep_runs_are_nested_under_one_reused_parent(tmp_path):
     configs = [tiny("fixed", seed=seed) for seed in (0, 1)]
     tracker = create_tracker(True, None, tmp_path)
@@ -88,6 +89,7 @@ def train_cli(out, *extra: str) -> int:
                  *TINY_SET, *extra])
 
 
+@pytest.mark.slow  # full training runs
 def test_no_tracking_writes_no_mlflow_files(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # MLflow's own default store would be ./mlruns
     assert train_cli(tmp_path / "out", "--no-tracking") == 0

@@ -1,0 +1,64 @@
+"""The figure of a sensitivity report: the validation objective against each hyperparameter, one panel each;
+complete trials as dots, pruned ones as grey crosses at their last reported value, the best as a star."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+
+def plot_study(name: str, study: Any, summary: dict[str, Any]) -> bytes | None:
+    """PNG bytes of one scatter per hyperparameter (metric vs value; pruned trials as grey crosses), or None."""
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    params = sorted({p for t in trials for p in t.params})
+    if not params:
+        return None
+    cols = min(3, len(params))
+    rows = math.ceil(len(params) / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
+    FigureCanvasAgg(fig)  # no pyplot: never touches the user's interactive backend
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, param in zip(axes, params, strict=False):
+        _scatter_param(ax, trials, param, summary)
+    for ax in axes[len(params):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{name}: {summary['metric']} over {summary['n_complete']} complete trials")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def _scatter_param(ax: Any, trials: list, param: str, summary: dict[str, Any]) -> None:
+
+    for state, style in ((TrialState.PRUNED, {"marker": "x", "color": "0.6", "label": "pruned (last value)"}),
+                         (TrialState.COMPLETE, {"marker": "o", "color": "C0", "label": "complete"})):
+        points = [(t.params[param], t.value) for t in trials
+                  if t.state == state and param in t.params and t.value is not None]
+        if points:
+            ax.scatter(*zip(*points, strict=True), s=22, **style)
+    best = [t for t in trials if t.number == summary["best_trial"] and param in t.params]
+    if best:
+        ax.scatter([best[0].params[param]], [best[0].value], marker="*", s=140, color="C3", label="best")
+    if _is_log_scaled(trials, param):
+        ax.set_xscale("log")
+    ax.set_xlabel(param)
+    ax.set_ylabel(summary["metric"])
+    ax.legend(fontsize="x-small")
+
+
+def _is_log_scaled(trials: list, param: str) -> bool:
+    """Log x where the search space is log; for grid (categorical) values, where they span a decade or more."""
+
+    dist = next(t.distributions[param] for t in trials if param in t.distributions)
+    if not isinstance(dist, CategoricalDistribution):
+        return bool(dist.log)
+    values = dist.choices
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+    return numeric and max(values) / min(values) >= 10
