@@ -229,9 +229,18 @@ class HFTextTower(nn.Module):
         return self.projector(self.pooled(list(texts)))
 
 
+RANDOM_TOWER = "random"  # frozen random unit embeddings: a stand-in for benchmarks and tests, never for results
+
+
+def random_embeddings(count: int, dim: int = 384, seed: int = 0) -> Tensor:
+    """(count, dim) float32 seeded random unit vectors (what the "random" tower embeds captions to)."""
+    gen = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(count, dim, generator=gen), dim=1)
+
+
 def list_text_towers() -> list[str]:
     """Names `create_text_tower` accepts ("hf:NAME" stands for any Hugging Face encoder)."""
-    return [*sorted(FROZEN_ENCODERS), "hf:NAME"]
+    return [*sorted(FROZEN_ENCODERS), RANDOM_TOWER, "hf:NAME"]
 
 
 def create_text_tower(name: str, captions: Sequence[str], out_dim: int, *, hidden: int = 512, layers: int = 2,
@@ -240,12 +249,15 @@ def create_text_tower(name: str, captions: Sequence[str], out_dim: int, *, hidde
     """The text tower `name` over `captions` (the dataset's caption list; forward takes indices into it).
 
     "minilm": frozen embeddings (cached; computed on `device`, default CUDA when available) + projector(hidden,
-    layers); "hf:NAME": a trainable HF encoder with `pooling` and `max_length`. out_dim must match the image
-    tower's projector output. encoder: replaces the frozen model (tests, custom embeddings).
+    layers); "random": seeded random embeddings + projector (benchmarks and tests only); "hf:NAME": a trainable HF
+    encoder with `pooling` and `max_length`. out_dim must match the image tower's projector output. encoder:
+    replaces the frozen model (tests, custom embeddings).
     """
     if name in FROZEN_ENCODERS:
         embeddings = caption_embeddings(captions, name, device=device, cache=cache, encoder=encoder)
         return TextTower(embeddings, out_dim, hidden=hidden, layers=layers, name=name, encoder=encoder)
+    if name == RANDOM_TOWER:  # timings of the training step need a text tower, not a language model
+        return TextTower(random_embeddings(len(captions)), out_dim, hidden=hidden, layers=layers, name=name)
     if name.startswith("hf:") and len(name) > 3:
         return HFTextTower(name[3:], captions, out_dim, hidden=hidden, layers=layers, pooling=pooling,
                            max_length=max_length)

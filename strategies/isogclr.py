@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import Clock, StepOut, Strategy, check_choice, check_range
-from .losses import FIRST_VISIT_RULES, global_contrastive_step
+from .losses import FIRST_VISIT_RULES, global_contrastive_step, momentum_tau_step
 from .registry import register_strategy
 
 
@@ -97,9 +97,8 @@ class ISogCLR(Strategy):
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         c = self.config
         self.log_u[idx] = out.saved["new_log_u"].to(self.log_u.dtype)
-        momentum = (1.0 - c.beta) * self.tau_grad_momentum[idx] + c.beta * out.saved["tau_grad"].to(self.tau.dtype)
-        self.tau_grad_momentum[idx] = momentum
-        self.tau[idx] = (self.tau[idx] - c.eta * momentum).clamp(c.tau_min, c.tau_max)
+        self.tau[idx], self.tau_grad_momentum[idx] = momentum_tau_step(
+            self.tau[idx], self.tau_grad_momentum[idx], out.saved["tau_grad"], c.eta, c.beta, c.tau_min, c.tau_max)
 
     def temperatures(self) -> Tensor:
         return self.tau.clone()

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .base import Clock, StepOut, check_range
 from .gcl_image_text import ImageTextGCL, check_moving_average
+from .losses import momentum_tau_step
 from .registry import register_strategy
 
 
@@ -99,9 +100,8 @@ class ISogCLRImageText(ImageTextGCL):
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         super().update(out, idx, clock)
         c = self.config
-        momentum = (1.0 - c.beta) * self.tau_grad_momentum[idx] + c.beta * out.saved["tau_grad"].to(self.tau.dtype)
-        self.tau_grad_momentum[idx] = momentum
-        self.tau[idx] = (self.tau[idx] - c.eta * momentum).clamp(c.tau_min, c.tau_max)
+        self.tau[idx], self.tau_grad_momentum[idx] = momentum_tau_step(
+            self.tau[idx], self.tau_grad_momentum[idx], out.saved["tau_grad"], c.eta, c.beta, c.tau_min, c.tau_max)
 
     def temperatures(self) -> Tensor:
         return self.tau.clone()

@@ -112,3 +112,12 @@ def global_contrastive_step(z1: Tensor, z2: Tensor, tau_rows: Tensor, log_u_old:
     positive = (z1 * z2).sum(dim=1)
     loss = (weighted.sum() - 2.0 * positive.sum()) / batch
     return GlobalContrastiveStep(loss, log_u_rows, new_log_u, weighted.detach(), positive.detach())
+
+
+@torch.no_grad()
+def momentum_tau_step(tau: Tensor, momentum: Tensor, grad: Tensor, eta: float, beta: float, tau_min: float,
+                      tau_max: float) -> tuple[Tensor, Tensor]:
+    """iSogCLR's τ update for the samples of a batch (any shape): m ← (1−β)·m + β·G, τ ← clamp(τ − η·m, τ_min,
+    τ_max). Plain momentum SGD, with β on the new gradient (not Adam). Returns (new τ, new m)."""
+    momentum = (1.0 - beta) * momentum + beta * grad.to(momentum.dtype)
+    return (tau - eta * momentum).clamp(tau_min, tau_max), momentum

@@ -21,7 +21,13 @@ DEFAULT_TRIALS = 20
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in every option's help, descriptions kept as written."""
+    """Defaults in every option's help, descriptions kept as written. An option whose help already says what
+    happens when it is unset (no default value: None, an empty list) is left as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, [], "", argparse.SUPPRESS) or "unset" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def command(subparsers: argparse._SubParsersAction, name: str, impl: str, help: str,

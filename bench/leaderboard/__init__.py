@@ -18,6 +18,7 @@ import pandas as pd
 from tempbench.datasets.files import write_atomic
 
 from .figures import FigureWarning, save_leaderboard_figures
+from .groups import format_groups
 from .render import format_markdown, format_subsets, format_terminal
 from .rows import append_row, read_rows
 from .stats import holm, mean_ci, paired_test
@@ -45,7 +46,7 @@ def build_leaderboard(rows: pd.DataFrame, out_dir: str | os.PathLike[str], *, me
         raise ValueError("these rows report none of the leaderboard metrics; name some with --metric")
     summary = summarize_rows(rows, metrics)
     subsets = subset_variance(rows, summary, metrics)
-    markdown = format_markdown(summary, metrics, source) + format_subsets(subsets, metrics)
+    markdown = format_markdown(summary, metrics, source) + format_groups(rows) + format_subsets(subsets, metrics)
     files = [write_atomic(out_dir / "leaderboard.md", lambda fh: fh.write(markdown)),
              write_atomic(out_dir / "leaderboard.csv", lambda fh: summary.to_csv(fh, index=False))]
     if not subsets.empty:

@@ -74,8 +74,8 @@ def test_frozen_tower_trains_only_its_projector() -> None:
 
 
 def test_unknown_tower() -> None:
-    assert list_text_towers() == ["minilm", "hf:NAME"]
-    with pytest.raises(ValueError, match="unknown text tower 'clip'; valid: minilm, hf:NAME"):
+    assert list_text_towers() == ["minilm", "random", "hf:NAME"]
+    with pytest.raises(ValueError, match="unknown text tower 'clip'; valid: minilm, random, hf:NAME"):
         create_text_tower("clip", CAPTIONS, 8)
 
 

@@ -155,7 +155,8 @@ def test_resume_on_an_rdb_fails_a_trial_without_heartbeat_and_retries_it(tmp_pat
                                 direction="maximize")
     stale = study.ask({"tau": optuna.distributions.FloatDistribution(0.05, 1.0, log=True)})
     study._storage.record_heartbeat(stale._trial_id)  # then its worker "dies": no heartbeat for > 2 s
-    time.sleep(2.5)
+    # SQLite stamps heartbeats to the whole second, so only ≥ 3 s of silence is surely past the 2 s grace period
+    time.sleep(3.1)
     resumed = run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=2, heartbeat=1))
     assert [t.state for t in resumed.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert resumed.trials[1].params == stale.params
