@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from tempbench.config import RunConfig, resolve_run_config
+from tempbench.perf.train import synthetic_dataset
 from tempbench.strategies.fixed import Fixed
 from tempbench.train import NonFiniteLossError, run_id, train
 from tempbench.train.checkpoint import load_checkpoint
+from tempbench.train.setup import build_model, calibrated_threads
 
 # digits-lt: 588 training images, so batch 256 gives 2 steps an epoch
 SMOKE = {"encoder": "small_cnn", "projector_hidden": 32, "projector_out": 16, "batch_size": 256, "epochs": 1,
@@ -117,3 +119,21 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
 def test_batch_larger_than_the_training_set_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="batch_size 4096 exceeds"):
         train(smoke("fixed", batch_size=4096))
+
+
+def test_thread_calibration_leaves_no_trace_in_the_model() -> None:
+    """The automatic thread count times forward + backward passes in train mode: BatchNorm's running statistics must
+    come back as they were, or `threads=0` and an explicit count would evaluate different models."""
+    data = synthetic_dataset(64, image_size=8)
+    config = resolve_run_config("fixed", "digits", settings={"projector_hidden": 16, "projector_out": 8})
+    model = build_model(config, data, torch.device("cpu"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    threads = torch.get_num_threads()
+    try:
+        assert calibrated_threads(model, data.train_images, data, rounds=1) >= 1
+    finally:
+        torch.set_num_threads(threads)
+    after = model.state_dict()
+    assert any("running_mean" in k for k in before)  # the encoder has BatchNorm statistics to protect
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters())
