@@ -43,7 +43,8 @@ def image_text_setups(bench: StepBench, data: CaptionDataset) -> dict[str, Setup
     for name in names:
         config = resolve_run_config(name, "flickr8k", settings={
             "encoder": bench.encoder, "batch_size": bench.batch_size, "device": str(bench.device), "progress": False,
-            "text_tower": "random", "optimizer": "adamw", "lr": 1e-3, "seed": bench.seed})
+            "text_tower": "random", "optimizer": "adamw", "lr": 1e-3, "seed": bench.seed,
+            "threads": torch.get_num_threads()})  # as in build_setups: no per-row thread calibration
         torch.manual_seed(bench.seed)
         setups[name] = setup_from_data(config, data, bench.device)
     return setups

@@ -73,7 +73,8 @@ def build_setups(bench: StepBench, data: Any) -> dict[str, Setup]:
     for name in bench.strategies:
         config = resolve_run_config(name, "cifar10", settings={  # CIFAR-10-shaped synthetic images
             "encoder": bench.encoder, "batch_size": bench.batch_size, "device": str(bench.device),
-            "progress": False, "compile": bench.compile, "seed": bench.seed})
+            "progress": False, "compile": bench.compile, "seed": bench.seed,
+            "threads": torch.get_num_threads()})  # the process's count (--threads): every row times the same one
         torch.manual_seed(bench.seed)
         setup = setup_from_data(config, data, bench.device)
         if setups:

@@ -13,6 +13,8 @@ from tempbench.cli import main
 from tempbench.config import list_suites, load_suite
 
 # digits-lt has 588 training images: batch 256 is 2 steps an epoch
+pytestmark = pytest.mark.usefixtures("quick_probe")  # the plumbing is under test here, not the probe
+
 SMOKE = ["--set", "projector_hidden=32", "--set", "projector_out=16", "--set", "batch_size=256",
          "--set", "progress=false", "--device", "cpu"]
 

@@ -13,7 +13,8 @@ from tempbench.study.sensitivity import Reporter
 from tempbench.study.trial import RunnerTrialFn
 from tempbench.tracking import PARENT_RUN_TAG, local_store_uri
 
-pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"),
+              pytest.mark.usefixtures("quick_probe")]  # the plumbing is under test here, not the probe
 
 # digits-lt: 588 images, of which 10 % are held out for the validation metrics: batch 256 is 2 steps an epoch
 TINY_RUN = {"projector_hidden": 32, "projector_out": 16, "batch_size": 256, "device": "cpu", "lr": 0.1}

@@ -26,6 +26,7 @@ def test_the_registry_knows_it() -> None:
         register_metric(Metric("knn5_top1", "other", "other", compute=lambda ev: 0.0))
 
 
+@pytest.mark.usefixtures("quick_probe")
 def test_it_reaches_the_row_the_summary_line_and_the_leaderboard(tmp_path, capsys) -> None:
     config = resolve_run_config("fixed", "digits-lt", settings={
         "epochs": 1, "batch_size": 256, "projector_hidden": 32, "projector_out": 16, "device": "cpu",

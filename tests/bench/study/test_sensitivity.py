@@ -18,7 +18,8 @@ from tempbench.cli import main
 from tempbench.study.report import rank_strategies, summarize_study, write_report
 from tempbench.study.sensitivity import WORKER_ATTR, Reporter, counts, open_storage, resolve_storage, run_study
 
-pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"),
+              pytest.mark.usefixtures("quick_probe")]  # the plumbing is under test here, not the probe
 
 CALLS: list[float] = []  # taus seen by `smooth_objective` in this process
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]

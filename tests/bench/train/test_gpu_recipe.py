@@ -14,15 +14,16 @@ from tempbench.train import setup_from_data, train_step
 
 def test_paper_recipe_trains_two_steps_under_bf16_autocast_on_the_cpu() -> None:
     suite = load_suite("paper-cifar10-lt")
-    config = next(c for c in suite.configs(seeds=[0], device="cpu", precision="bf16", batch_size=16)
+    config = next(c for c in suite.configs(seeds=[0], device="cpu", precision="bf16", batch_size=8,
+                                           threads=1)
                   if c.strategy == "isogclr")
     assert config.encoder == "resnet18" and config.optimizer == "lars" and config.epochs == 400
-    setup = setup_from_data(config, synthetic_dataset(64, image_size=32), torch.device("cpu"))
+    setup = setup_from_data(config, synthetic_dataset(16, image_size=16), torch.device("cpu"))
     assert setup.bf16 and setup.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(0)
     before = setup.strategy.temperatures().clone()
     for step in range(2):
-        out = train_step(setup, torch.arange(step * 16, (step + 1) * 16), Clock(step=step, epochs=400,
+        out = train_step(setup, torch.arange(step * 8, (step + 1) * 8), Clock(step=step, epochs=400,
                                                                                 steps_per_epoch=2), gen)
         assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
     assert not torch.equal(setup.strategy.temperatures(), before)  # the τ update ran

@@ -15,7 +15,8 @@ from tempbench.study.sweep import run_sweep
 from tempbench.tracking import PARENT_RUN_TAG, TrackingWarning, create_tracker, local_store_uri, open_run
 from tempbench.train import train
 
-pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"),
+              pytest.mark.usefixtures("quick_probe")]  # the plumbing is under test here, not the probe
 
 # digits-lt has 588 training images: batch 256 is 2 steps an epoch
 TINY = {"encoder": "small_cnn", "projector_hidden": 32, "projector_out": 16, "batch_size": 256, "epochs": 1,
