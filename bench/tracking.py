@@ -36,6 +36,7 @@ T = TypeVar("T")
 PARAM_VALUE_LIMIT = 6000  # characters; mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in MLflow 3
 PARENT_RUN_TAG = "mlflow.parentRunId"  # how MLflow marks a nested run
 KEY_TAG = "tempbench.key"  # identifies a run that a rerun should reuse (a sweep's or a study's parent)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which UI an experiment opens in
 _REMOTE_SCHEMES = ("http://", "https://", "databricks")
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # MLflow accepts these characters in param and metric names
 
@@ -139,7 +140,9 @@ class MlflowTracker:
         found = client.get_experiment_by_name(experiment)
         if found is None:
             try:
-                self._experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
+                # the kind tag opens MLflow 3's UI on the runs table ("model training"), not its GenAI traces page
+                self._experiment_id = client.create_experiment(experiment, artifact_location=artifact_location,
+                                                               tags={EXPERIMENT_KIND_TAG: "custom_model_development"})
             except Exception:  # workers started together race to create it: the loser uses the winner's
                 found = client.get_experiment_by_name(experiment)
                 if found is None:

@@ -113,7 +113,7 @@ def format_full_table(result: dict[str, Any]) -> str:
     for g in result["goals"]:
         value = "-" if g["value"] is None else f"{g['value']:,.3f}" if g["value"] < 100 else f"{g['value']:,.0f}"
         met = {True: "met", False: "NOT MET", None: "n/a here"}[g["met"]]
-        lines.append(f"  {g['metric']:<40} {value:>10}   goal {g['goal']:<30} {met}")
+        lines.append(f"  {g['metric']:<46} {value:>8}   goal {g['goal']:<30} {met}")
     return "\n".join(lines)
 
 

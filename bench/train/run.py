@@ -94,6 +94,7 @@ def run_tags(config: RunConfig, name: str) -> dict[str, str]:
     return {"tempbench.strategy": config.strategy, "tempbench.dataset": config.dataset,
             "tempbench.seed": str(config.seed), "tempbench.pairing": config.pairing,
             "tempbench.config_hash": config.hash(), "tempbench.run_id": name, "tempbench.device": config.device,
+            "mlflow.source.name": "tempbench", "mlflow.source.type": "LOCAL",  # the UI's Source column
             "mlflow.source.git.commit": git_commit()}
 
 
@@ -106,11 +107,15 @@ def tracked_params(setup: Setup) -> dict[str, Any]:
 
 def final_metrics(row: dict[str, Any]) -> dict[str, float]:
     """The row's numbers under names that cannot collide with the per-epoch `train/...` curves: registered
-    metrics as `test/NAME` or `val/NAME`, every other finite number as `run/NAME`."""
+    metrics as `test/NAME` or `val/NAME`, every other finite outcome as `run/NAME`. Settings (batch size, seed,
+    image size, ...) are params, not metrics: they would fill the UI's charts with one bar each."""
     split_of = {m.name: m.split for m in list_metrics()}
+    settings = set(RunConfig.__dataclass_fields__) | {"num_train", "num_val", "image_size"}
     out = {}
     for key, value in row.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        if key in settings:
             continue
         if key in split_of:
             out[f"{split_of[key]}/{key.removeprefix('val_')}"] = float(value)

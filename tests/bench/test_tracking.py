@@ -59,6 +59,7 @@ def test_mlflow_tracker_records_nested_runs_params_metrics_and_artifacts(tmp_pat
 
     client = MlflowClient(local_store_uri(out))
     experiment = client.get_experiment_by_name("tempbench")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {"sweep", "fixed-seed0", "fixed-seed1"}
     parent_id = runs["sweep"].info.run_id

@@ -48,7 +48,7 @@ def test_one_epoch_run_is_tracked_with_params_metrics_and_artifacts(tmp_path):
     tags = run.data.tags
     assert tags["tempbench.run_id"] == row["run_id"] and tags["tempbench.config_hash"] == row["config_hash"]
     assert tags["tempbench.strategy"] == "isogclr" and tags["tempbench.seed"] == "0"
-    assert "mlflow.source.git.commit" in tags
+    assert "mlflow.source.git.commit" in tags and tags["mlflow.source.name"] == "tempbench"
     params = run.data.params
     assert params["strategy"] == "isogclr" and params["dataset"] == "digits-lt" and params["batch_size"] == "256"
     assert params["hyperparameters.rho"] == "0.4" and "hyperparameters.tau_init" in params  # resolved defaults
@@ -57,6 +57,7 @@ def test_one_epoch_run_is_tracked_with_params_metrics_and_artifacts(tmp_path):
     assert set(run.data.metrics) >= EPOCH_METRICS | {"test/knn200_top1", "test/linear_top1", "val/knn200_top1",
                                                      "test/tau_spearman", "run/time_train_s"}
     assert not {"loss", "tau_mean", "lr", "knn200_top1"} & set(run.data.metrics)  # nothing collides
+    assert not {"run/batch_size", "run/seed", "run/image_size", "run/num_train"} & set(run.data.metrics)  # params
     assert run.data.metrics["test/knn200_top1"] == pytest.approx(row["knn200_top1"])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1]  # epoch 1
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
