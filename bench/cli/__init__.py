@@ -8,6 +8,7 @@ a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import shlex
 import sys
@@ -20,7 +21,10 @@ from .parser import build_parser
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would blame the top-level parser and print its usage: name the command's instead
+        command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = argv  # the command as typed (a launcher re-runs it, a Ctrl-C hint repeats it)
     module, _, function = args.impl.partition(":")
     name = f"tempbench {args.command}"
@@ -35,6 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         return report_failure(name, exc)
+
+
+def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The deepest sub-command parser that `args` went through (`tempbench perf strategies` -> its own)."""
+    for dest in ("command", "perf_command", "data_command"):
+        choice = getattr(args, dest, None)
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if choice is None or sub is None or choice not in sub.choices:
+            break
+        parser = sub.choices[choice]
+    return parser
 
 
 def report_failure(name: str, exc: Exception) -> int:

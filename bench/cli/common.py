@@ -35,8 +35,8 @@ def parse_seeds(text: str) -> list[int]:
             seeds = [int(x) for x in text.split(",") if x.strip()]
         else:
             n = int(text)
-            raise ValueError(f"--seeds {n} is ambiguous: write --seeds 0-{n - 1} for {n} seeds, or --seeds {n},"
-                             f" for seed {n} alone")
+            count = f"--seeds 0-{n - 1} for {n} seeds, or " if n > 0 else ""
+            raise ValueError(f"--seeds {n} is ambiguous: write {count}--seeds {n}, for seed {n} alone")
     except ValueError as exc:
         if "ambiguous" in str(exc):
             raise

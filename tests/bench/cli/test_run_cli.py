@@ -125,3 +125,19 @@ def test_a_typo_anywhere_in_a_suite_fails_before_any_training(tmp_path) -> None:
     path.write_text('datasets = ["digits"]\nepochs = 3\n')
     with pytest.raises(ValueError, match=r"unknown suite key 'epochs'"):
         load_suite(str(path))
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["perf", "--quik"], "perf"), (["perf", "strategies", "--roundz", "3"], "perf strategies"),
+    (["train", "--strategy", "fixed", "--dataset", "digits", "--bogus"], "train")])
+def test_an_unknown_option_is_blamed_on_its_own_command(argv, command, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: tempbench {command} ") and f"tempbench {command}: error: unrecognized" in err
+
+
+def test_seeds_zero_is_not_read_as_a_count(tmp_path, capsys) -> None:
+    assert main(["run", "--seeds", "0", "--out", str(tmp_path), "--no-tracking"]) == 2
+    assert "write --seeds 0, for seed 0 alone" in capsys.readouterr().err
