@@ -1,5 +1,5 @@
-"""Image–text retrieval against a loop-based reference written from algorithms.md §9, backend agreement, ties,
-and the image_text metrics in the registry."""
+"""Image–text retrieval against a loop-based reference written from its definition (README, "Evaluation
+protocols"), backend agreement, ties, and the image_text metrics in the registry."""
 
 from __future__ import annotations
 
