@@ -24,7 +24,7 @@ from .stats import holm, mean_ci, paired_test
 KEY_COLUMNS = ("strategy", "dataset", "seed", "config_hash")
 BASELINE = "fixed"
 IGNORED_IN_LABELS = ("seed", "device", "progress", "log_every", "checkpoint_every", "compile", "eval_backend")
-EXTRA_COLUMNS = ("tau_spearman",)  # row fields that are summarised but never paired
+EXTRA_COLUMNS = ("tau_spearman", "tau_image_spearman", "tau_text_spearman")  # summarised, never paired
 
 
 def default_metrics(rows: pd.DataFrame) -> list[str]:
