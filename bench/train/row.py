@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from tempbench.datasets.files import write_atomic
 from tempbench.eval import Evaluation, LabelledFeatures, evaluate, summarize_tau, tau_row_fields
 from tempbench.provenance import device_name, git_commit, package_versions
 
-from .artifacts import write_or_warn
+from .artifacts import ArtifactWarning, write_or_warn
 from .image_text import DensityReport, retrieval
 from .loop import sharded_features
 from .setup import Setup
@@ -83,11 +84,26 @@ def evaluate_run(setup: Setup) -> tuple[dict[str, Any], TauReport | DensityRepor
     metrics |= probe_diagnostics(test)
     metrics |= {f"per_class_{c}": json.dumps(test.per_class(_predictions(test, c))) for c in PER_CLASS}
     tau_report = None
-    if setup.strategy.per_sample_tau:
-        tau = setup.strategy.temperatures().float().cpu()
+    tau = final_temperatures(setup)
+    if tau is not None:
         labels = setup.data.train_labels[setup.train_idx].cpu()
         tau_report = TauReport(tau, labels, summarize_tau(tau, labels, setup.data.class_counts))
     return metrics, tau_report
+
+
+def final_temperatures(setup: Setup) -> torch.Tensor | None:
+    """The per-sample τ for the τ analytics, or None: for global-τ strategies, and, with an ArtifactWarning, when
+    some τ is not finite (e.g. TaU's t/σ(r) once σ(r) underflows float32). The row is kept either way."""
+    if not setup.strategy.per_sample_tau:
+        return None
+    tau = setup.strategy.temperatures().float().cpu()
+    bad = int((~torch.isfinite(tau)).sum())
+    if bad:
+        warnings.warn(f"{bad} of {tau.numel()} per-sample temperatures are not finite (largest finite: "
+                      f"{float(tau[torch.isfinite(tau)].max()) if bad < tau.numel() else float('nan'):.3g}); "
+                      f"τ analytics skipped, the row is kept", ArtifactWarning, stacklevel=2)
+        return None
+    return tau
 
 
 def evaluate_image_text_run(setup: Setup) -> tuple[dict[str, Any], DensityReport | None]:
@@ -97,9 +113,9 @@ def evaluate_image_text_run(setup: Setup) -> tuple[dict[str, Any], DensityReport
     cfg = setup.config
     metrics = retrieval(setup.model, setup.data, cfg, setup.device)
     report = None
-    if setup.strategy.per_sample_tau:
-        report = DensityReport.of(setup.strategy.temperatures().float().cpu(), setup.pairs, setup.data,
-                                  cfg.text_tower)
+    tau = final_temperatures(setup)
+    if tau is not None:
+        report = DensityReport.of(tau, setup.pairs, setup.data, cfg.text_tower)
         metrics |= report.row_fields()
     return metrics, report
 

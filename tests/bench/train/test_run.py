@@ -12,7 +12,9 @@ import torch
 from tempbench.config import RunConfig, resolve_run_config
 from tempbench.perf.train import synthetic_dataset
 from tempbench.strategies.fixed import Fixed
+from tempbench.strategies.tau_uncertainty import TaU
 from tempbench.train import NonFiniteLossError, run_id, train
+from tempbench.train.artifacts import ArtifactWarning
 from tempbench.train.checkpoint import load_checkpoint
 from tempbench.train.setup import build_model, calibrated_threads
 
@@ -137,3 +139,18 @@ def test_thread_calibration_leaves_no_trace_in_the_model() -> None:
     assert any("running_mean" in k for k in before)  # the encoder has BatchNorm statistics to protect
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.usefixtures("quick_probe")
+def test_a_non_finite_tau_skips_the_tau_analytics_and_keeps_the_row(tmp_path, monkeypatch) -> None:
+    """TaU's τ = t/σ(r) is inf once σ(r) underflows float32 (a trial of a digits-lt study did this): the run must
+    still write its row, with the analytics skipped and a warning saying why."""
+    def blown(self):
+        tau = self.last_tau.clone()
+        tau[:3] = float("inf")
+        return tau
+
+    monkeypatch.setattr(TaU, "temperatures", blown)
+    with pytest.warns(ArtifactWarning, match="3 of 588 per-sample temperatures are not finite"):
+        row = train(smoke("tau_uncertainty"), out_dir=tmp_path)
+    assert math.isnan(row["tau_spearman"]) and row["tau_by_class"] == "" and row["knn200_top1"] >= 0
