@@ -52,10 +52,10 @@ def _one_step(strategy: Any, a: Any, b: Any, idx: Any, step: Any, device: str) -
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'strategy':<12} {'B':>5} {'ms/step':>9} {'÷ fixed':>8}"]
+    lines = [f"{'strategy':<16} {'B':>5} {'ms/step':>9} {'÷ fixed':>8}"]
     for r in rows:
         ratio = f"{r['ratio_to_fixed']:.3f}" if r["ratio_to_fixed"] is not None else "-"
-        lines.append(f"{r['strategy']:<12} {r['batch']:>5} {r['ms']:>9.2f} {ratio:>8}")
+        lines.append(f"{r['strategy']:<16} {r['batch']:>5} {r['ms']:>9.2f} {ratio:>8}")
     return "\n".join(lines)
 
 

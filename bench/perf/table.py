@@ -101,11 +101,11 @@ def format_full_table(result: dict[str, Any]) -> str:
              f"training step: {t['encoder']}, batch {t['batch_size']} ({t['views_per_step']} views), "
              f"{t['image_size']} px, {t['precision']}, compile={t['compile']}, median of {t['rounds']} interleaved "
              f"rounds × {t['steps_per_round']} steps",
-             f"  {'row':<18} {'ms/step':>9} {'(q25–q75)':>17} {'views/s':>9} {'÷ fixed':>8}"]
+             f"  {'row':<21} {'ms/step':>9} {'(q25–q75)':>17} {'views/s':>9} {'÷ fixed':>8}"]
     for r in t["rows"]:
         ratio = f"{r['overhead_vs_fixed']:.3f}" if "overhead_vs_fixed" in r else ""
         spread = f"({r['ms_q25']:.1f}–{r['ms_q75']:.1f})"
-        lines.append(f"  {r['name']:<18} {r['ms']:>9.1f} {spread:>17} {r['views_per_s']:>9.0f} {ratio:>8}")
+        lines.append(f"  {r['name']:<21} {r['ms']:>9.1f} {spread:>17} {r['views_per_s']:>9.0f} {ratio:>8}")
     lines.append(f"  augmentation share of the step: {t['augment_share']:.3f}")
     lines += format_image_text(result["image_text"])
     lines += format_eval(e)
