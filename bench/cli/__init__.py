@@ -42,14 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The deepest sub-command parser that `args` went through (`tempbench perf strategies` -> its own)."""
-    for dest in ("command", "perf_command", "data_command"):
-        choice = getattr(args, dest, None)
+    """The deepest sub-command parser that `args` went through (`tempbench perf strategies` -> its own), following
+    each level's sub-parsers by their own `dest`, so a new nested command needs nothing here."""
+    while True:
         sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-        if choice is None or sub is None or choice not in sub.choices:
-            break
+        choice = getattr(args, sub.dest, None) if sub is not None else None
+        if choice not in (sub.choices if sub is not None else {}):
+            return parser
         parser = sub.choices[choice]
-    return parser
 
 
 def report_failure(name: str, exc: Exception) -> int:

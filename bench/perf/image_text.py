@@ -18,7 +18,7 @@ from tempbench.strategies import Clock, list_strategies
 from tempbench.train import Setup, setup_from_data, train_step
 from tempbench.train.loop import epoch_order
 
-from .train import CIFAR_MEAN, CIFAR_STD, StepBench, interleaved_medians
+from .train import CIFAR_MEAN, CIFAR_STD, StepBench, interleaved_medians, step_settings
 
 CAPTIONS_PER_IMAGE = 5
 IMAGE_SIZE = 64
@@ -42,9 +42,7 @@ def image_text_setups(bench: StepBench, data: CaptionDataset) -> dict[str, Setup
     names = ["fixed", *[n for n in list_strategies(pairing="image_text") if n != "fixed"]]
     for name in names:
         config = resolve_run_config(name, "flickr8k", settings={
-            "encoder": bench.encoder, "batch_size": bench.batch_size, "device": str(bench.device), "progress": False,
-            "text_tower": "random", "optimizer": "adamw", "lr": 1e-3, "seed": bench.seed,
-            "threads": torch.get_num_threads()})  # as in build_setups: no per-row thread calibration
+            **step_settings(bench), "text_tower": "random", "optimizer": "adamw", "lr": 1e-3})
         torch.manual_seed(bench.seed)
         setups[name] = setup_from_data(config, data, bench.device)
     return setups

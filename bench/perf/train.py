@@ -66,15 +66,20 @@ def synthetic_dataset(num_images: int, image_size: int = 32, channels: int = 3, 
                         image_size=image_size)
 
 
+def step_settings(bench: StepBench) -> dict[str, Any]:
+    """The run settings every timed setup shares. threads: the process's count (--threads), so every row times the
+    same one (a run's own calibration would pick per setup)."""
+    return {"encoder": bench.encoder, "batch_size": bench.batch_size, "device": str(bench.device), "progress": False,
+            "seed": bench.seed, "threads": torch.get_num_threads()}
+
+
 def build_setups(bench: StepBench, data: Any) -> dict[str, Setup]:
     """One Setup per strategy, as `build_setup` makes it (same seed, so the same initial encoder), sharing one
     resident copy of the images."""
     setups: dict[str, Setup] = {}
     for name in bench.strategies:
         config = resolve_run_config(name, "cifar10", settings={  # CIFAR-10-shaped synthetic images
-            "encoder": bench.encoder, "batch_size": bench.batch_size, "device": str(bench.device),
-            "progress": False, "compile": bench.compile, "seed": bench.seed,
-            "threads": torch.get_num_threads()})  # the process's count (--threads): every row times the same one
+            **step_settings(bench), "compile": bench.compile})
         torch.manual_seed(bench.seed)
         setup = setup_from_data(config, data, bench.device)
         if setups:
