@@ -73,9 +73,14 @@ def test_workers_opening_a_fresh_database_together_all_get_the_storage(postgres)
     start = f"{time.time() + 12:.3f}"
     processes = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, start], stderr=subprocess.PIPE)
                  for _ in range(4)]
-    results = [(p.wait(timeout=120), p.stderr.read().decode()[-2000:]) for p in processes]
-    for p in processes:
-        p.stderr.close()
+    try:
+        results = [(p.wait(timeout=120), p.stderr.read().decode()[-2000:]) for p in processes]
+    finally:  # a timeout or a failure leaves no process behind
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stderr.close()
     assert [code for code, _ in results] == [0, 0, 0, 0], results
 
 

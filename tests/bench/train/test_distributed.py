@@ -5,8 +5,10 @@ and SyncBatchNorm needs CUDA."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,11 +35,25 @@ def train_cli(out: Path, strategy: str, nproc: int) -> dict:
             "--out", str(out), "--no-tracking", "--nproc-per-node", str(nproc),
             *[part for k, v in SETTINGS.items() for part in ("--set", f"{k}={json.dumps(v)}")]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    done = run_in_group(argv, env)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = pd.read_csv(out / "runs.csv")
     assert len(rows) == 1  # rank 0 alone appends the row
     return rows.iloc[0].to_dict()
+
+
+def run_in_group(argv: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """subprocess.run in a process group of its own: torchrun's workers are its children, so on a timeout or any
+    failure the whole group is killed by its id, and nothing outlives the test."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # none left is the normal case
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
 def step_losses(row: dict) -> torch.Tensor:
@@ -106,7 +122,7 @@ finally:
 
 def torchrun(script: Path, *args: str) -> None:
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script), *args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = run_in_group(argv, {**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
 
 
