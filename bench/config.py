@@ -13,6 +13,7 @@ so a typo fails before the first run trains.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -26,20 +27,26 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tempbench.datasets import dataset_pairing, get_card, list_cards
-from tempbench.names import did_you_mean
-from tempbench.strategies import get_strategy_class, list_strategies, reserve_hyperparameter_names
+from tempbench.datasets import Card, dataset_pairing
+from tempbench.datasets.build import resolve_card
+from tempbench.pairings import Pairing, get_pairing
+from tempbench.strategies import Strategy, get_strategy_class, list_strategies, reserve_hyperparameter_names
+from tempbench.util import did_you_mean
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run. Learning rates are per 256 examples and scale linearly with the batch size (SimCLR)."""
+    """One training run, resolved. Learning rates are per 256 examples and scale linearly with the batch size
+    (SimCLR). Built only by `resolve_run_config`, which also fills the three resolved objects at the end: the
+    dataset's card, the pairing and the strategy class. Those are not settings: `to_dict` and the hash record the
+    names and values they were resolved from (the card's long-tail cut and image size are fields of their own)."""
 
     strategy: str = "isogclr"
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # the strategy's, resolved (defaults filled in)
     dataset: str = "digits-lt"  # a card name or a source string (imagefolder:PATH, idx:PATH, hf:NAME, ...)
-    pairing: str = "views"  # follows from the dataset: "views" (labelled images) or "image_text" (captions)
     long_tail: float = 1.0  # imbalance factor r in (0, 1] of the training split; 1 = balanced
+    long_tail_profile: str | None = None  # exp | step, when the training split is cut (the card's, or "exp")
+    n_max: int | None = None  # images kept of the largest class (None: all of them)
     subset_seed: int = 0  # which images the long-tail cut keeps: one subset across run seeds (the LDAM-DRW convention)
     image_size: int | None = None  # side of the images a run sees; None = the source's own (no card)
     encoder: str = "small_cnn"  # small_cnn | resnet18 | resnet50 (the image tower of an image_text run)
@@ -56,7 +63,7 @@ class RunConfig:
     warmup_epochs: float = 1.0
     seed: int = 0  # initialisation, data order and augmentation
     val_fraction: float = 0.0  # training images held out (stratified) for validation metrics; 0 = all train
-    monitor_every: int = 0  # epochs between validation kNN monitors (needs val_fraction > 0); 0 = never
+    monitor_every: int = 0  # epochs between validation monitors (views: needs val_fraction > 0); 0 = never
     checkpoint_every: int = 0  # epochs between checkpoints; the last epoch is always saved when an out dir is given
     log_every: int = 10  # steps between host syncs (progress, NaN check)
     eval_backend: str = "auto"  # kNN backend: auto | faiss | torch (identical results)
@@ -65,6 +72,10 @@ class RunConfig:
     precision: str = "auto"  # encoder: auto (bf16 autocast + channels_last on CUDA, float32 on CPU) | bf16 | fp32
     progress: bool = True  # progress bars
     compile: bool = False  # torch.compile the encoder (nn.Module.compile, in place); same model, another kernel path
+    # ---- resolved from the names above (see the class docstring) ----
+    pairing: Pairing = field(default_factory=lambda: get_pairing("views"), compare=False)
+    card: Card | None = field(default=None, compare=False, repr=False)
+    strategy_class: type[Strategy] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -78,22 +89,26 @@ class RunConfig:
             raise ValueError("lr must be > 0, weight_decay >= 0 and warmup_epochs >= 0")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
-        if self.monitor_every and not self.val_fraction and self.pairing == "views":
-            raise ValueError("monitor_every needs a validation slice to monitor: set val_fraction > 0 as well")
-        if self.val_fraction and self.pairing == "image_text":
-            raise ValueError("val_fraction holds out labelled training images; image–caption datasets have their own "
-                             "val split, which the val_ metrics and the monitor use")
         if not 0.0 < self.long_tail <= 1.0:
             raise ValueError(f"long_tail (imbalance factor) must be in (0, 1], got {self.long_tail!r}")
+        if self.long_tail_profile not in (None, "exp", "step"):
+            raise ValueError(f"long_tail_profile must be 'exp' or 'step', got {self.long_tail_profile!r}")
+        if self.n_max is not None and self.n_max < 1:
+            raise ValueError(f"n_max must be >= 1, got {self.n_max!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be one of 'auto', 'bf16', 'fp32'; got {self.precision!r}")
         if self.norm not in ("batch", "group", "sync_batch"):
             raise ValueError(f"norm must be one of 'batch', 'group', 'sync_batch'; got {self.norm!r}")
         if self.image_size is not None and self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size!r}")
+        self.pairing.check(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting by name, JSON-ready: the pairing as its name, the card and the strategy class left out (the
+        dataset and strategy names, the card's cut and the resolved hyperparameters stand for them)."""
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if f.name not in RESOLVED_OBJECTS}
+        return {**out, "pairing": self.pairing.name}
 
     def hash(self) -> str:
         """Hash of the resolved experiment, leaving out the seed and how it runs (so seeds of one configuration
@@ -106,9 +121,10 @@ class RunConfig:
 EXECUTION_SETTINGS = ("device", "threads", "precision", "progress", "log_every", "checkpoint_every", "compile",
                       "eval_backend")
 UNHASHED = ("seed", *EXECUTION_SETTINGS)
+RESOLVED_OBJECTS = ("card", "strategy_class")  # objects, not values: to_dict leaves them out (`pairing` is a name)
 # Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels, and the
-# pairing follows from the dataset.
-NOT_SETTINGS = ("strategy", "hyperparameters", "pairing")
+# pairing, card and strategy class are resolved from the dataset and strategy names.
+NOT_SETTINGS = ("strategy", "hyperparameters", "pairing", *RESOLVED_OBJECTS)
 
 
 def run_setting_names() -> list[str]:
@@ -148,29 +164,32 @@ def _allowed_types(hint: Any) -> tuple[type, ...]:
 
 # ---- resolution ---------------------------------------------------------------------------------------------------
 def resolve_run_config(strategy: str, dataset: str, *, settings: Mapping[str, Any] | None = None,
-                       hyperparameters: Mapping[str, Any] | None = None) -> RunConfig:
-    """The one way to a RunConfig: run `settings` checked by name and type, the strategy's `hyperparameters`
-    checked against its config with defaults (and presets) filled in, the dataset's long-tail factor and image size
-    resolved from its card. Unknown names raise ValueError naming the valid ones."""
-    settings = dict(settings or {})
+                       hyperparameters: Mapping[str, Any] | None = None,
+                       assignments: Sequence[str] = ()) -> RunConfig:
+    """The one way to a RunConfig. In order, each thing once: the dataset's card (None for a source string), the
+    pairing the dataset declares, the strategy class for that pairing, the strategy's hyperparameters checked
+    against its config with defaults and presets filled in, the run `settings` checked by name and type, and the
+    data settings (long-tail cut, image size) from the card unless the settings give them.
+
+    assignments: `--set key=value` strings, routed to run settings or hyperparameters by name (`split_assignments`);
+    a key also given in `settings` (a command-line flag) with another value is an error. Unknown names raise
+    ValueError naming the valid ones."""
+    card = resolve_card(dataset)
+    pairing = resolve_pairing(dataset, card)
+    strategy_class = get_strategy_class(strategy, pairing.name)
+    assigned, assigned_hp = split_assignments(assignments, strategy_class)
+    settings = merge_flags(assigned, settings or {})
     check_names(settings, run_setting_names(), "run setting")
-    pairing = dataset_pairing(dataset)
-    resolved = get_strategy_class(strategy, pairing).resolve_hyperparameters(**dict(hyperparameters or {}))
-    long_tail, image_size = dataset_defaults(dataset)
-    if pairing == "image_text" and settings.get("long_tail", 1.0) != 1.0:
-        raise ValueError(f"long_tail cuts a labelled training split; {dataset} is an image–caption dataset")
-    values = {**settings, "long_tail": settings.get("long_tail") or long_tail,
-              "image_size": settings.get("image_size") or image_size}
-    return RunConfig(strategy=strategy, dataset=dataset, pairing=pairing, hyperparameters=_jsonable(resolved),
-                     **values)
+    resolved = strategy_class.resolve_hyperparameters(**{**dict(hyperparameters or {}), **assigned_hp})
+    values = {**settings, **pairing.data_settings(card, settings)}
+    return RunConfig(strategy=strategy, dataset=dataset, hyperparameters=_jsonable(resolved), **values,
+                     pairing=pairing, card=card, strategy_class=strategy_class)
 
 
-def dataset_defaults(dataset: str) -> tuple[float, int | None]:
-    """(imbalance factor, image size) a dataset trains with unless told otherwise: its card's, else (1.0, None)."""
-    if ":" in dataset or dataset not in list_cards():
-        return 1.0, None  # a source string: uncut, images at the source's own size (errors come at load)
-    card = get_card(dataset)
-    return float(card.long_tail["imbalance_factor"]) if card.long_tail else 1.0, card.image_size
+def resolve_pairing(dataset: str, card: Card | None = None) -> Pairing:
+    """The pairing a dataset declares (its card's, or its source kind's), from the name alone: nothing loads."""
+    card = card if card is not None else resolve_card(dataset)
+    return get_pairing(card.pairing if card is not None else dataset_pairing(dataset))
 
 
 def check_names(values: Mapping[str, Any], valid: Sequence[str], kind: str, also: str = "") -> None:
@@ -185,12 +204,11 @@ def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(values)))
 
 
-def split_assignments(items: Sequence[str], strategy: str,
-                      pairing: str = "views") -> tuple[dict[str, Any], dict[str, Any]]:
+def split_assignments(items: Sequence[str], strategy_class: type[Strategy]) -> tuple[dict[str, Any], dict[str, Any]]:
     """`--set key=value` strings -> (run settings, strategy hyperparameters). Values are JSON/TOML literals
     (`0.3`, `true`, `[[0, 0.5], [10, 0.1]]`, `null`) or plain strings. No name is both (see the registry), so the
     routing is unambiguous; a key that is neither is an error listing both kinds."""
-    hp_names = get_strategy_class(strategy, pairing).accepted_hyperparameters()
+    hp_names = strategy_class.accepted_hyperparameters()
     settings, hyperparameters = {}, {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -200,9 +218,9 @@ def split_assignments(items: Sequence[str], strategy: str,
         target = settings if key in run_setting_names() else hyperparameters if key in hp_names else None
         if target is None:
             names = [*run_setting_names(), *hp_names]
-            raise ValueError(f"--set {key}: not a run setting nor a hyperparameter of {strategy!r}"
+            raise ValueError(f"--set {key}: not a run setting nor a hyperparameter of {strategy_class.name!r}"
                              f"{did_you_mean(key, names)}. Run settings: {', '.join(run_setting_names())}. "
-                             f"{strategy} hyperparameters: {', '.join(hp_names) or 'none'}")
+                             f"{strategy_class.name} hyperparameters: {', '.join(hp_names) or 'none'}")
         target[key] = parse_literal(raw)
     return settings, hyperparameters
 
@@ -280,15 +298,13 @@ def load_suite(name_or_path: str) -> Suite:
 def build_suite(data: dict[str, Any], default_name: str, text: str = "") -> Suite:
     check_names(data, SUITE_KEYS, "suite key")
     datasets = tuple(data.get("datasets", ["digits", "digits-lt"]))
-    pairings = {dataset_pairing(d) for d in datasets}
+    pairings = {dataset_pairing(d) for d in datasets}  # the names only: each run resolves its own pairing
     strategies = data.get("strategies", "all")
     if strategies == "all":
         if len(pairings) > 1:
             raise ValueError(f"strategies = \"all\" needs datasets of one pairing; {list(datasets)} mix {pairings}")
         strategies = list_strategies(pairing=pairings.pop())
     strategies = list(strategies)
-    for s in strategies:
-        get_strategy_class(s, dataset_pairing(datasets[0]))  # unknown names fail now, listing the valid ones
     hyperparameters = {k: dict(v) for k, v in data.get("hyperparameters", {}).items()}
     check_names(hyperparameters, strategies, "strategy in [hyperparameters]")
     seeds = data.get("seeds", 1)

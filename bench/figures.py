@@ -1,10 +1,20 @@
-"""Figures shared by every wing (matplotlib's Agg backend): one colour per strategy in every figure, whiskers clipped
-at the axis range, legends outside the data, a log class-count axis whose tick labels never overlap, and every
-figure written atomically as PNG (200 dpi) and PDF side by side. matplotlib is imported inside the functions: it is
-optional for the training path, and selecting the Agg backend must happen before pyplot is imported.
+"""The one home of the figures' look and of writing them, for every wing (leaderboard, τ analytics, sensitivity
+reports, `tempbench data show --views`):
+
+- style: one colour per strategy in every figure (`strategy_color`; variants of a strategy share it and differ by
+  marker, line and hatch: `cell_styles`), whiskers clipped at the axis range, legends outside the data, a log
+  class-count axis whose tick labels never overlap;
+- saving: `save_figure` writes PNG (200 dpi) and PDF side by side, each atomically, and closes the figure; with
+  `warn=True` a failed write is a `FigureWarning`, never a lost result.
+
+matplotlib is imported inside the functions: the training path runs without it, `tempbench --help` stays instant,
+and selecting the Agg backend must happen before pyplot is imported.
 
     styles = cell_styles({"fixed (tau=0.1)": "fixed", "fixed (tau=0.5)": "fixed", "isogclr": "isogclr"})
-    ax.plot(x, y, label=label, **styles[label].line())   # the two fixed variants: one grey, two markers
+    with figure(2, cols=2) as (fig, axes):
+        axes[0].plot(x, y, label=label, **styles[label].line())   # the two fixed variants: one grey, two markers
+        legend_outside(fig, axes)
+        paths = save_figure(fig, "out/accuracy.png")              # out/accuracy.png and out/accuracy.pdf
 """
 
 from __future__ import annotations
@@ -12,7 +22,10 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+import sys
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +35,8 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-DPI = 200
+DPI = 200  # of every PNG; in a PDF (vector) it only sets the resolution of rasterised parts such as colour bars
+FORMATS = ("png", "pdf")  # PNG for Markdown and the MLflow UI, PDF (vector) for papers
 # the built-in strategies in a stable order, each with its colour (tab10 hues; the baseline in dark grey). Names not
 # listed get a colour from a hash of the name, so a third-party strategy too keeps its colour across leaderboards.
 BUILTIN_COLORS = (("fixed", "#404040"), ("cosine", "#1f77b4"), ("step", "#17becf"), ("linear", "#9467bd"),
@@ -105,16 +119,57 @@ def whiskers(center: Any, low: Any, high: Any, bounds: tuple[float | None, float
 
 
 def new_figure(panels: int = 1, width: float = 4.2, height: float = 3.2, cols: int | None = None) -> tuple[Any, Any]:
-    """(figure, flat list of axes) in constrained layout: `panels` axes of width × height inches, `cols` per row."""
+    """(figure, flat list of `panels` axes) in constrained layout: panels of width × height inches, `cols` per row
+    (default: all in one row); the cells of the last row that no panel fills are hidden. The figure is 1.8 inches
+    wider than its panels: room for `legend_outside`. Close it (or draw inside `figure`, which does)."""
     plt = pyplot_agg()
     cols = min(panels, cols or panels)
-    rows = -(-panels // cols)
+    rows = -(-panels // cols)  # ceiling division
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 1.8, height * rows), squeeze=False,
                              layout="constrained")
     flat = list(axes.reshape(-1))
     for ax in flat[panels:]:
         ax.set_visible(False)
     return fig, flat[:panels]
+
+
+@contextmanager
+def figure(panels: int = 1, width: float = 4.2, height: float = 3.2,
+           cols: int | None = None) -> Iterator[tuple[Any, list[Any]]]:
+    """`new_figure` as a context: yields (figure, axes) and closes the figure on the way out, drawn or failed."""
+    fig, axes = new_figure(panels, width, height, cols)
+    with closing_figure(fig):
+        yield fig, axes
+
+
+@contextmanager
+def closing_figure(fig: Any) -> Iterator[Any]:
+    """Yield `fig` and close it on the way out, whatever happened: pyplot keeps every figure it made alive until it
+    is closed, so a sweep drawing hundreds would otherwise grow without bound."""
+    try:
+        yield fig
+    finally:
+        close_figure(fig)
+
+
+def offscreen_figure(width: float, height: float) -> Any:
+    """A constrained-layout `matplotlib.figure.Figure` of width × height inches on its own Agg canvas, outside pyplot:
+    for figures drawn by library code that may run inside a user's interactive session, whose backend it must not
+    switch. Nothing to close; `save_figure` writes it like any other."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
+    return fig
+
+
+def close_figure(fig: Any) -> None:
+    """Release `fig` from pyplot's registry. A figure made without pyplot (`matplotlib.figure.Figure` on an Agg
+    canvas) is not in it, and pyplot is then not imported just to close it (importing it picks a backend)."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close(fig)
 
 
 def legend_outside(fig: Any, axes: Iterable[Any], title: str | None = None,
@@ -185,8 +240,7 @@ def save_bar_figure(table: pd.DataFrame, x_col: str, metrics: list[str], path: s
     cells = dict(zip(table["label"], table["strategy"] if "strategy" in table else table["label"], strict=True))
     order, styles, xs = ordered_labels(cells), cell_styles(cells), list(dict.fromkeys(table[x_col]))
     width = 0.8 / max(1, len(order))
-    fig, axes = new_figure(len(metrics), width=max(3.0, 0.8 + 0.22 * len(xs) * len(order)), height=2.8, cols=2)
-    try:
+    with figure(len(metrics), width=max(3.0, 0.8 + 0.22 * len(xs) * len(order)), height=2.8, cols=2) as (fig, axes):
         for ax, metric in zip(axes, metrics, strict=True):
             lo, hi = bounds.get(metric, (None, None))
             for i, label in enumerate(order):
@@ -208,26 +262,45 @@ def save_bar_figure(table: pd.DataFrame, x_col: str, metrics: list[str], path: s
             fig.suptitle(title, fontsize="medium")
         legend_outside(fig, axes)
         return save_figure(fig, path)
+
+
+class FigureWarning(UserWarning):
+    """A figure could not be drawn or written; the numbers, tables and other files it illustrates were kept."""
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, formats: Sequence[str] = FORMATS, dpi: int = DPI,
+                close: bool = True, warn: bool = False) -> list[Path]:
+    """Write `fig` at `path` once per format (the suffix replaced: a.png -> a.png, a.pdf) and return the paths.
+
+    Each file is written atomically (`tempbench.util.write_atomic`: a reader never sees half a PNG). The layout
+    computed for the first format is frozen for the others, so the PDF is the PNG's figure, not a re-laid-out one.
+    close: close the figure afterwards, also when a write fails. warn: a failed write is a `FigureWarning`
+    ("could not write PATH: ...") and the files written so far are returned, instead of raising — for figures
+    that illustrate a finished result and must never cost it.
+    """
+    from tempbench.util import write_atomic
+
+    out: list[Path] = []
+    try:
+        for k, fmt in enumerate(formats):
+            if k == 1:
+                fig.set_layout_engine("none")  # the layout the first file got (in inches) is the others' too
+            out.append(write_atomic(Path(path).with_suffix(f".{fmt}"),
+                                    lambda fh, fmt=fmt: fig.savefig(fh, format=fmt, dpi=dpi), text=False))
+    except Exception as exc:
+        if not warn:
+            raise
+        warnings.warn(f"could not write {path}: {type(exc).__name__}: {exc}", FigureWarning, stacklevel=2)
     finally:
-        pyplot_agg().close(fig)
-
-
-def save_figure(fig: Any, path: str | os.PathLike[str]) -> list[Path]:
-    """The figure as PNG (DPI) at `path` (suffix .png) and as PDF beside it, each written atomically."""
-    from tempbench.datasets.files import write_atomic
-
-    png = Path(path).with_suffix(".png")
-    out = [write_atomic(png, lambda fh: fig.savefig(fh, format="png", dpi=DPI), text=False)]
-    fig.set_layout_engine("none")  # the layout the PNG got (in inches) is the PDF's too: computed once
-    out.append(write_atomic(png.with_suffix(".pdf"), lambda fh: fig.savefig(fh, format="pdf", dpi=DPI), text=False))
+        if close:
+            close_figure(fig)
     return out
 
 
 def save_figure_atomic(fig: Any, path: str | os.PathLike[str]) -> Path:
-    """fig.savefig as PNG (DPI), written atomically onto `path` (one file; `save_figure` writes PNG and PDF)."""
-    from tempbench.datasets.files import write_atomic
-
-    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI), text=False)
+    """Deprecated: `save_figure(fig, path, formats=("png",), close=False)[0]`, kept until its last caller
+    (tempbench.eval.density) moves to `save_figure`."""
+    return save_figure(fig, path, formats=("png",), close=False)[0]
 
 
 def pyplot_agg() -> Any:

@@ -14,7 +14,6 @@ sources give a `CaptionDataset`; `dataset_pairing(spec)` tells "views" from "ima
 from .build import ImageDataset, dataset_pairing, load_dataset
 from .captions import CaptionDataset, RawCaptions
 from .cards import Card, get_card, list_cards
-from .files import write_atomic
 from .locations import cache_dir, data_dirs
 from .long_tail import LongTailCut, class_groups, indices_hash, long_tail_indices, profile_counts
 from .sources import (
@@ -52,5 +51,4 @@ __all__ = [
     "profile_counts",
     "register_caption_variant",
     "register_source",
-    "write_atomic",
 ]

@@ -6,17 +6,19 @@ Every argument is checked before any image is read; a card's local copies are tr
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from tempbench.util import did_you_mean
+
+from .caption_build import load_caption_dataset
 from .captions import CaptionDataset
-from .cards import AUGMENT_RECIPES, Card, get_card, list_cards
-from .locations import find_local
+from .cards import Card, get_card, list_cards
 from .long_tail import check_long_tail, class_groups, long_tail_indices
+from .prepare import channel_stats, check_choices, read_card_source
 from .sources import list_sources, load_source, parse_source, select_variant
 from .splits import RawSplits, to_channels, to_size
 
@@ -84,8 +86,6 @@ def load_dataset(spec: str, long_tail: float | None = None, image_size: int | No
     """
     card = resolve_card(spec)
     if _pairing(card, spec, source_options) == "image_text":
-        from .caption_build import load_caption_dataset  # imported here: it builds on this module's helpers
-
         return load_caption_dataset(spec, card, image_size=image_size, channels=channels, augment=augment,
                                     long_tail=long_tail, profile=profile, n_max=n_max, options=source_options)
     lt = resolve_long_tail(card, long_tail, profile, n_max, seed)
@@ -113,11 +113,6 @@ def _pairing(card: Card | None, spec: str, options: dict[str, Any]) -> str:
     return select_variant(source, {**query, **options}).pairing
 
 
-def _hint(spec: str) -> str:
-    close = difflib.get_close_matches(spec, list_cards(), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def resolve_card(spec: str) -> Card | None:
     """The card named `spec`, None for a valid source string; anything else lists the cards and source kinds."""
     if not isinstance(spec, str) or not spec:
@@ -126,8 +121,9 @@ def resolve_card(spec: str) -> Card | None:
         parse_source(spec)
         return None
     if spec not in list_cards():
-        raise ValueError(f"unknown dataset card or source {spec!r}{_hint(spec)}; cards: {', '.join(list_cards())}; "
-                         f"source kinds: {', '.join(s.name + ':...' for s in list_sources())}")
+        kinds = ", ".join(s.name + ":..." for s in list_sources())
+        raise ValueError(f"unknown dataset card or source {spec!r}{did_you_mean(spec, list_cards())}; cards: "
+                         f"{', '.join(list_cards())}; source kinds: {kinds}")
     return get_card(spec)
 
 
@@ -149,31 +145,6 @@ def resolve_long_tail(card: Card | None, long_tail: float | None, profile: str |
     return None if lt["imbalance_factor"] == 1.0 and lt["n_max"] is None else lt
 
 
-def check_choices(image_size: int | None, channels: int | None, augment: str | None) -> None:
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if augment is not None and augment not in AUGMENT_RECIPES:
-        raise ValueError(f"unknown augment recipe {augment!r}; valid: {', '.join(AUGMENT_RECIPES)}")
-
-
-def read_card_source(card: Card, options: dict[str, Any], size: int | None, channels: int | None) -> RawSplits:
-    """The card's first local copy found in the data directories, else its source; errors name every place tried."""
-    looked: list[str] = []
-    for local in card.local:
-        source, relative, query = parse_source(local)
-        path = find_local(relative, looked)
-        if path is not None:
-            return load_source(f"{source.name}:{path}", {**query, **options}, size, channels)
-    try:
-        return load_source(card.source, options, size, channels)
-    except FileNotFoundError as exc:
-        places = "; ".join(looked) or "none listed"
-        raise FileNotFoundError(f"dataset card {card.name!r}: no local copy ({', '.join(card.local) or 'none'}) "
-                                f"found at: {places}; then {card.source}: {exc}") from None
-
-
 def check_split_sizes(card: Card, raw: RawSplits) -> None:
     """A partial or wrong copy (a class folder missing, a truncated file) fails here, not as odd accuracies."""
     found = {"train": len(raw.train_labels), "test": len(raw.test_labels)}
@@ -184,20 +155,6 @@ def check_split_sizes(card: Card, raw: RawSplits) -> None:
     if card.classes is not None and len(card.classes) != len(raw.classes):
         raise ValueError(f"dataset card {card.name!r} names {len(card.classes)} classes, {raw.origin} has "
                          f"{len(raw.classes)}")
-
-
-def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 (N, C, H, W) images scaled to [0, 1], accumulated in float64 chunks."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for start in range(0, len(images), chunk):
-        x = images[start:start + chunk].to(torch.float64).div_(255.0)
-        total += x.sum(dim=(0, 2, 3))
-        squares += x.square().sum(dim=(0, 2, 3))
-    count = max(1, images.numel() // images.shape[1])
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
-    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
 
 
 def assemble(spec: str, card: Card | None, raw: RawSplits, lt: dict[str, Any] | None, size: int | None,

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from .build import channel_stats, check_choices, read_card_source
 from .captions import SPLIT_NAMES, CaptionDataset, RawCaptions
 from .cards import Card
+from .prepare import channel_stats, check_choices, read_card_source
 from .sources import load_source
 from .splits import to_channels, to_size
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .files import write_atomic
+from tempbench.util import write_atomic
 
 SPLIT_NAMES = ("train", "val", "test")
 VAL_NAMES = ("validation", "val", "valid", "dev")  # what hub datasets and split files call the validation split

@@ -21,7 +21,7 @@ from . import (  # noqa: F401  (registers the built-ins)
     sogclr_image_text,
     tau_uncertainty,
 )
-from .base import PAIRINGS, Clock, StepOut, Strategy, check_range, tau_shape
+from .base import PAIRINGS, Clock, StepOut, Strategy, tau_shape
 from .global_tau import GlobalTauStrategy
 from .registry import (
     ENTRY_POINT_GROUP,
@@ -32,6 +32,7 @@ from .registry import (
     reserve_hyperparameter_names,
     strategy_pairings,
 )
+from .spec import check_choice, check_range, frozen, log_uniform, uniform
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -40,12 +41,16 @@ __all__ = [
     "GlobalTauStrategy",
     "StepOut",
     "Strategy",
+    "check_choice",
     "check_range",
     "create_strategy",
+    "frozen",
     "get_strategy_class",
     "list_strategies",
+    "log_uniform",
     "register_strategy",
     "reserve_hyperparameter_names",
     "strategy_pairings",
     "tau_shape",
+    "uniform",
 ]

@@ -4,18 +4,17 @@ symmetric cross-entropy (Radford et al., ICML 2021)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from torch import Tensor
-
-from .base import Clock, check_range
-from .bimodal_losses import clip_loss
+from .base import Clock
 from .global_tau import GlobalTauStrategy
 from .registry import register_strategy
+from .spec import check_range, frozen, log_uniform
 
 
 @dataclass(frozen=True)
 class FixedConfig:
+    """`fixed` (views): the one τ."""
+
     tau: float = 0.2  # 0.5 is the other common CIFAR choice
 
     def __post_init__(self) -> None:
@@ -28,24 +27,18 @@ class Fixed(GlobalTauStrategy):
 
     Config = FixedConfig
     tau_hyperparameters = ("tau",)
+    space = frozen(tau=log_uniform(0.05, 1.0))
+    grid = frozen(tau=(0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0))
 
     def tau_at(self, clock: Clock) -> float:
+        """τ, whatever the clock."""
         return self.config.tau
-
-    def tau_bounds(self) -> tuple[float, float]:
-        return (self.config.tau, self.config.tau)
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"tau": trial.suggest_float("tau", 0.05, 1.0, log=True)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"tau": [0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]}
 
 
 @dataclass(frozen=True)
 class FixedImageTextConfig:
+    """`fixed` (image_text): the one τ, at CLIP's scale."""
+
     tau: float = 0.01  # the iSogCLR authors' CLIP baseline (--temp 0.01); OpenCLIP's 0.07 is an initial value
 
     def __post_init__(self) -> None:
@@ -58,14 +51,5 @@ class FixedImageText(Fixed):
     L = ½[mean_i −log softmax_j(S_ij/τ)_i + mean_i −log softmax_j(S_ji/τ)_i]; the positive is in each denominator."""
 
     Config = FixedImageTextConfig
-
-    def loss(self, z1: Tensor, z2: Tensor, tau: Tensor | float) -> Tensor:
-        return clip_loss(z1, z2, tau)
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"tau": trial.suggest_float("tau", 0.005, 0.2, log=True)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"tau": [0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1]}
+    space = frozen(tau=log_uniform(0.005, 0.2))  # CLIP's scale: τ ~ 0.01
+    grid = frozen(tau=(0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1))

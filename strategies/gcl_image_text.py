@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy, check_choice, check_range
+from .base import Clock, StepOut, Strategy
 from .bimodal_losses import GAMMA_SCHEDULES, BimodalGCLStep, gamma_at, gcl_step, similarity
 from .losses import FIRST_VISIT_RULES
+from .spec import check_choice, check_range
 
 
 def check_moving_average(config: Any) -> None:
@@ -47,4 +48,5 @@ class ImageTextGCL(Strategy):
 
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
+        """Write the fresh log u of both sides of the batch's pairs."""
         self.log_u[idx] = out.saved["log_u"].to(self.log_u.dtype)

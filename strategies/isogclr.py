@@ -4,21 +4,20 @@ Individualization", ICML 2023, arXiv 2305.11965), unimodal version."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy, check_choice, check_range
+from .base import Clock, StepOut, Strategy
 from .losses import FIRST_VISIT_RULES, global_contrastive_step, momentum_tau_step
 from .registry import register_strategy
+from .spec import check_choice, check_range, frozen, log_uniform, uniform
 
 
 @dataclass(frozen=True)
 class ISogCLRConfig:
-    """Defaults: the authors' CIFAR recipe. `preset="libauc"` gives LibAUC 2.0.1 `GCLoss_v1`'s."""
+    """Defaults (preset "authors"): the authors' CIFAR recipe. `preset="libauc"` gives LibAUC 2.0.1 `GCLoss_v1`'s."""
 
     tau_init: float = 0.1
     tau_min: float = 0.05
@@ -43,13 +42,6 @@ class ISogCLRConfig:
         check_choice("first_visit", self.first_visit, FIRST_VISIT_RULES)
 
 
-PRESETS = {
-    "authors": ISogCLRConfig(),
-    "libauc": ISogCLRConfig(tau_init=0.1, tau_min=0.05, tau_max=0.7, rho=0.3, eta=0.01, beta=0.9, gamma=0.9,
-                            grad_clip=None, first_visit="batch"),
-}
-
-
 @register_strategy("isogclr")
 class ISogCLR(Strategy):
     """SogCLR's estimator with a per-sample τ_i, updated by momentum SGD on ∂F/∂τ_i = log u_i + ρ − E_p[s]/τ_i
@@ -60,7 +52,14 @@ class ISogCLR(Strategy):
     per_sample_state = True
     per_sample_tau = True
     tau_hyperparameters = ("tau_init", "tau_min", "tau_max")
-    build_options = ("preset",)
+    presets = frozen(
+        authors=ISogCLRConfig(),  # the defaults
+        libauc=ISogCLRConfig(tau_init=0.1, tau_min=0.05, tau_max=0.7, rho=0.3, eta=0.01, beta=0.9, gamma=0.9,
+                             grad_clip=None, first_visit="batch"),  # LibAUC 2.0.1 GCLoss_v1's constructor
+    )
+    space = frozen(rho=uniform(0.05, 0.8), tau_init=log_uniform(0.05, 1.0), eta=log_uniform(3e-3, 0.1),
+                   beta=uniform(0.3, 0.95), gamma=uniform(0.5, 1.0))
+    grid = frozen(rho=(0.1, 0.2, 0.3, 0.4, 0.5, 0.7), tau_init=(0.1, 0.3, 0.7))
 
     def __init__(self, num_samples: int, config: ISogCLRConfig) -> None:
         super().__init__(num_samples, config)
@@ -68,20 +67,14 @@ class ISogCLR(Strategy):
         self.register_buffer("tau", torch.full((num_samples,), config.tau_init))
         self.register_buffer("tau_grad_momentum", torch.zeros(num_samples))
 
-    @classmethod
-    def build_config(cls, preset: str = "authors", **hyperparameters: Any) -> ISogCLRConfig:
-        """`preset` in {"authors" (default), "libauc"} picks the base values; keyword hyperparameters override them."""
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r} for strategy 'isogclr'; valid: {sorted(PRESETS)}")
-        super().build_config(**hyperparameters)  # unknown names fail here, naming the valid ones
-        return dataclasses.replace(PRESETS[preset], **hyperparameters)
-
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """SogCLR's steps 1–5 at τ_i = tau[idx_i], and step 6, the τ-gradient G_i, saved for `update`."""
         c = self.config
         tau_b = self.tau[idx].to(z1.dtype)
-        tau_rows = torch.cat([tau_b, tau_b])[:, None]
+        tau_rows = torch.cat([tau_b, tau_b])[:, None]  # both views' anchors of sample i use τ_i
         res = global_contrastive_step(z1, z2, tau_rows, self.log_u[idx].to(z1.dtype), c.gamma, c.first_visit)
         with torch.no_grad():
+            # G = log u + ρ − (1/K) Σ_k p_k s_k / τ per anchor row (step 6), averaged over the sample's two views
             grad_rows = res.log_u_rows + c.rho - res.weighted_sim / tau_rows[:, 0]
             batch = z1.shape[0]
             tau_grad = 0.5 * (grad_rows[:batch] + grad_rows[batch:])
@@ -95,25 +88,8 @@ class ISogCLR(Strategy):
 
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
+        """Step 7: the fresh log u, then momentum SGD on the batch's τ_i, clamped to [τ_min, τ_max]."""
         c = self.config
         self.log_u[idx] = out.saved["new_log_u"].to(self.log_u.dtype)
         self.tau[idx], self.tau_grad_momentum[idx] = momentum_tau_step(
             self.tau[idx], self.tau_grad_momentum[idx], out.saved["tau_grad"], c.eta, c.beta, c.tau_min, c.tau_max)
-
-    def temperatures(self) -> Tensor:
-        return self.tau.clone()
-
-    def tau_bounds(self) -> tuple[float, float]:
-        return (self.config.tau_min, self.config.tau_max)
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"rho": trial.suggest_float("rho", 0.05, 0.8),
-                "tau_init": trial.suggest_float("tau_init", 0.05, 1.0, log=True),
-                "eta": trial.suggest_float("eta", 3e-3, 0.1, log=True),
-                "beta": trial.suggest_float("beta", 0.3, 0.95),
-                "gamma": trial.suggest_float("gamma", 0.5, 1.0)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"rho": [0.1, 0.2, 0.3, 0.4, 0.5, 0.7], "tau_init": [0.1, 0.3, 0.7]}

@@ -4,17 +4,16 @@ robust optimisation of the robust global contrastive loss (Qiu et al., ICML 2023
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, check_range
+from .base import Clock, StepOut
 from .gcl_image_text import ImageTextGCL, check_moving_average
 from .losses import momentum_tau_step
 from .registry import register_strategy
+from .spec import check_range, frozen, log_uniform, uniform
 
 
 @dataclass(frozen=True)
@@ -47,16 +46,6 @@ class ISogCLRImageTextConfig:
         check_moving_average(self)
 
 
-PRESETS = {
-    "default": ISogCLRImageTextConfig(),
-    # exactly the authors' CC3M recipe (README, run_sogclrdro.sh): pins τ at τ_min for batches below ~400
-    "authors": ISogCLRImageTextConfig(rho=6.0),
-    # LibAUC 2.0.1 GCLoss_v2's defaults, with its batch-wide first-visit rule
-    "libauc": ISogCLRImageTextConfig(tau_init=0.01, tau_min=0.005, tau_max=0.05, rho=6.0, eta=0.01, beta=0.9,
-                                     gamma=0.9, grad_clip=None, first_visit="batch"),
-}
-
-
 @register_strategy("isogclr", pairing="image_text")
 class ISogCLRImageText(ImageTextGCL):
     """The bimodal GCL estimator with per-anchor τ^I_i, τ^T_i, each updated by momentum SGD on
@@ -68,27 +57,31 @@ class ISogCLRImageText(ImageTextGCL):
     Config = ISogCLRImageTextConfig
     per_sample_tau = True
     tau_hyperparameters = ("tau_init", "tau_min", "tau_max")
-    build_options = ("preset",)
+    presets = frozen(
+        default=ISogCLRImageTextConfig(),  # the defaults: the authors' CC3M recipe, ρ rescaled to B = 128
+        # exactly the authors' CC3M recipe (README, run_sogclrdro.sh): pins τ at τ_min for batches below ~400
+        authors=ISogCLRImageTextConfig(rho=6.0),
+        # LibAUC 2.0.1 GCLoss_v2's defaults, with its batch-wide first-visit rule
+        libauc=ISogCLRImageTextConfig(tau_init=0.01, tau_min=0.005, tau_max=0.05, rho=6.0, eta=0.01, beta=0.9,
+                                      gamma=0.9, grad_clip=None, first_visit="batch"),
+    )
+    # ρ up to 4.5 keeps below log(B − 1) for batches of 128 and more
+    space = frozen(rho=uniform(1.0, 4.5), tau_init=log_uniform(0.005, 0.1), eta=log_uniform(1e-3, 0.1),
+                   gamma=uniform(0.2, 1.0))
+    grid = frozen(rho=(1.0, 2.0, 3.0, 3.5, 4.0, 4.5), tau_init=(0.01, 0.03, 0.07))
 
     def __init__(self, num_samples: int, config: ISogCLRImageTextConfig) -> None:
         super().__init__(num_samples, config)
         self.register_buffer("tau", torch.full((num_samples, 2), config.tau_init))
         self.register_buffer("tau_grad_momentum", torch.zeros(num_samples, 2))
 
-    @classmethod
-    def build_config(cls, preset: str = "default", **hyperparameters: Any) -> ISogCLRImageTextConfig:
-        """`preset` in {"default", "authors", "libauc"} picks the base values; keyword hyperparameters override."""
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r} for strategy 'isogclr' (image_text); valid: {sorted(PRESETS)}")
-        super().build_config(**hyperparameters)  # unknown names fail here, naming the valid ones
-        return dataclasses.replace(PRESETS[preset], **hyperparameters)
-
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """Steps 1–5 at the per-anchor τ of the batch's pairs, (B, 2); G^X_i is saved for `update`."""
         c = self.config
         tau = self.tau[idx].to(z1.dtype)
         res = self.gcl(z1, z2, idx, clock, tau, c.include_positive)
         with torch.no_grad():
-            tau_grad = res.log_u + c.rho - res.weighted_h / tau
+            tau_grad = res.log_u + c.rho - res.weighted_h / tau  # G^X_i = ∂/∂τ [τ log g + τρ] at γ_i = 1 (step 5)
             if c.grad_clip is not None:
                 tau_grad = tau_grad.clamp(-c.grad_clip, c.grad_clip)
             objective = (tau * (res.log_u + c.rho)).sum(dim=1).mean()
@@ -98,25 +91,8 @@ class ISogCLRImageText(ImageTextGCL):
 
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
+        """Step 6: the fresh log u, then momentum SGD on both sides' τ, clamped to [τ_min, τ_max]."""
         super().update(out, idx, clock)
         c = self.config
         self.tau[idx], self.tau_grad_momentum[idx] = momentum_tau_step(
             self.tau[idx], self.tau_grad_momentum[idx], out.saved["tau_grad"], c.eta, c.beta, c.tau_min, c.tau_max)
-
-    def temperatures(self) -> Tensor:
-        return self.tau.clone()
-
-    def tau_bounds(self) -> tuple[float, float]:
-        return (self.config.tau_min, self.config.tau_max)
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        # ρ up to 4.5 keeps below log(B − 1) for batches of 128 and more
-        return {"rho": trial.suggest_float("rho", 1.0, 4.5),
-                "tau_init": trial.suggest_float("tau_init", 0.005, 0.1, log=True),
-                "eta": trial.suggest_float("eta", 1e-3, 0.1, log=True),
-                "gamma": trial.suggest_float("gamma", 0.2, 1.0)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"rho": [1.0, 2.0, 3.0, 3.5, 4.0, 4.5], "tau_init": [0.01, 0.03, 0.07]}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from .base import Clock, check_range
+from .base import Clock
 from .global_tau import GlobalTauStrategy
 from .registry import register_strategy
+from .spec import check_range, frozen, log_uniform
 
 
 @dataclass(frozen=True)
 class LinearConfig:
+    """`linear`: τ at the start and at the end of the run."""
+
     tau_start: float = 0.5
     tau_end: float = 0.1
 
@@ -26,19 +28,10 @@ class Linear(GlobalTauStrategy):
 
     Config = LinearConfig
     tau_hyperparameters = ("tau_start", "tau_end")
+    space = frozen(tau_start=log_uniform(0.2, 1.0), tau_end=log_uniform(0.05, 0.3))
+    grid = frozen(tau_start=(0.3, 0.5, 1.0), tau_end=(0.05, 0.1, 0.2))
 
     def tau_at(self, clock: Clock) -> float:
+        """τ(t) at t = `clock.epoch_float` of `clock.epochs`."""
         frac = min(clock.epoch_float / clock.epochs, 1.0)
         return self.config.tau_start + (self.config.tau_end - self.config.tau_start) * frac
-
-    def tau_bounds(self) -> tuple[float, float]:
-        return (min(self.config.tau_start, self.config.tau_end), max(self.config.tau_start, self.config.tau_end))
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"tau_start": trial.suggest_float("tau_start", 0.2, 1.0, log=True),
-                "tau_end": trial.suggest_float("tau_end", 0.05, 0.3, log=True)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"tau_start": [0.3, 0.5, 1.0], "tau_end": [0.05, 0.1, 0.2]}

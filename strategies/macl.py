@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy, check_range
+from .base import Clock, StepOut, Strategy
 from .bimodal_losses import similarity
 from .losses import positive_columns, similarity_matrix
 from .registry import register_strategy
+from .spec import check_range, frozen, log_uniform, uniform
 
 V_EPS = 1e-8  # lightly's guard in V = 1/(1 − P + ε)
 
@@ -52,12 +53,37 @@ def reweighted_nll(logits: Tensor, positive: Tensor) -> Tensor:
     return (weight * nll).mean()
 
 
-class MACLBase(Strategy):
-    """τ = τ_0 (1 + α (A − A_0)), A the batch's mean positive cosine, detached: τ gets no gradient. Buffer
-    `last_tau`: the τ of the last step (τ_0 before the first), which `temperatures()` reports for every sample."""
+def views_anchor_logits(z1: Tensor, z2: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
+    """lightly's `MACLLoss` layout: 2B anchors, each against its positive and the 2B − 2 other features of both views.
+    z1, z2: (B, d) normalised; tau: 0-d. Returns (logits (2B, 2B) with −inf on the diagonal, positive columns (2B,))."""
+    batch = z1.shape[0]
+    self_col = torch.eye(2 * batch, dtype=torch.bool, device=z1.device)
+    logits = (similarity_matrix(z1, z2) / tau).masked_fill(self_col, float("-inf"))
+    return logits, positive_columns(batch, z1.device)
+
+
+def image_text_anchor_logits(z_img: Tensor, z_txt: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
+    """This project's image–text layout: B image anchors against the B captions (rows of S), then B text anchors
+    against the B images (columns of S). Returns (logits (2B, B), positive columns (2B,): the diagonal)."""
+    sim = similarity(z_img, z_txt)
+    diagonal = torch.arange(sim.shape[0], device=sim.device)
+    return torch.cat([sim, sim.T]) / tau, torch.cat([diagonal, diagonal])
+
+
+ANCHOR_LOGITS = {"views": views_anchor_logits, "image_text": image_text_anchor_logits}
+
+
+@register_strategy("macl")
+class MACL(Strategy):
+    """lightly's `MACLLoss`: τ = τ_0 (1 + α (A − A_0)), A the batch's mean positive cosine, detached (τ gets no
+    gradient), and `reweighted_nll` over the pairing's anchors (`ANCHOR_LOGITS`). Buffer `last_tau`: the τ of the
+    last step (τ_0 before the first), which `temperatures()` reports for every sample."""
 
     Config = MACLConfig
     tau_hyperparameters = ("tau_0",)
+    tau_buffer = "last_tau"
+    space = frozen(tau_0=log_uniform(0.02, 0.5), alpha=uniform(0.0, 0.9))
+    grid = frozen(tau_0=(0.05, 0.1, 0.2, 0.5), alpha=(0.0, 0.25, 0.5, 0.75))
 
     def __init__(self, num_samples: int, config: MACLConfig) -> None:
         super().__init__(num_samples, config)
@@ -65,59 +91,32 @@ class MACLBase(Strategy):
 
     @classmethod
     def pinned_tau_hyperparameters(cls, tau: float) -> dict[str, Any]:
-        return {"tau_0": tau, "alpha": 0.0}  # α = 0: τ = τ_0 whatever the alignment
-
-    def anchor_logits(self, z1: Tensor, z2: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits (R, C) with −inf at non-candidates, positive column (R,)) of every anchor."""
-        raise NotImplementedError
+        """τ_0 = `tau` and α = 0, so τ = τ_0 whatever the alignment."""
+        return {"tau_0": tau, "alpha": 0.0}
 
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """τ from this batch's alignment, then the reweighted loss; τ is logged and saved for `update`."""
         c = self.config
         alignment = (z1 * z2).sum(dim=1).mean().detach()  # the mean positive cosine, A
         tau = c.tau_0 * (1.0 + c.alpha * (alignment - c.a_0))
-        logits, positive = self.anchor_logits(z1, z2, tau)
+        logits, positive = ANCHOR_LOGITS[self.pairing](z1, z2, tau)
         loss = reweighted_nll(logits, positive)
         return StepOut(loss=loss, tau=tau.expand(self.tau_shape(z1.shape[0])),
                        logs={"tau": tau, "alignment": alignment}, saved={"tau": tau})
 
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
+        """Record the step's τ in `last_tau`."""
         self.last_tau.copy_(out.saved["tau"])
 
-    def temperatures(self) -> Tensor:
-        return self.last_tau.expand(self.tau_shape(self.num_samples)).clone()
-
     def tau_bounds(self) -> tuple[float, float]:
-        c = self.config  # A ranges over [−1, 1]
+        """τ at alignment A = −1 and A = 1 (A is a mean cosine)."""
+        c = self.config
         return (c.tau_0 * (1.0 - c.alpha * (1.0 + c.a_0)), c.tau_0 * (1.0 + c.alpha * (1.0 - c.a_0)))
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"tau_0": trial.suggest_float("tau_0", 0.02, 0.5, log=True),
-                "alpha": trial.suggest_float("alpha", 0.0, 0.9)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"tau_0": [0.05, 0.1, 0.2, 0.5], "alpha": [0.0, 0.25, 0.5, 0.75]}
-
-
-@register_strategy("macl")
-class MACL(MACLBase):
-    """lightly's `MACLLoss`: 2B anchors, each against its positive and the 2B − 2 other features of both views."""
-
-    def anchor_logits(self, z1: Tensor, z2: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
-        batch = z1.shape[0]
-        self_col = torch.eye(2 * batch, dtype=torch.bool, device=z1.device)
-        logits = (similarity_matrix(z1, z2) / tau).masked_fill(self_col, float("-inf"))
-        return logits, positive_columns(batch, z1.device)
 
 
 @register_strategy("macl", pairing="image_text")
-class MACLImageText(MACLBase):
+class MACLImageText(MACL):
     """This project's adaptation to image–text pairs: A = mean_i S_ii; every image anchor against the B texts and
-    every text anchor against the B images, L = ½[mean_i −V^I_i log P^I_i + mean_i −V^T_i log P^T_i]."""
-
-    def anchor_logits(self, z1: Tensor, z2: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
-        sim = similarity(z1, z2)
-        diagonal = torch.arange(sim.shape[0], device=sim.device)
-        return torch.cat([sim, sim.T]) / tau, torch.cat([diagonal, diagonal])
+    every text anchor against the B images, L = ½[mean_i −V^I_i log P^I_i + mean_i −V^T_i log P^T_i]. Everything
+    but the anchors (`image_text_anchor_logits`, picked by pairing) is the views class's."""

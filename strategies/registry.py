@@ -16,11 +16,11 @@ registers, so a `key=value` can never be routed to the wrong owner.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
+
+from tempbench.util import did_you_mean, load_entry_points
 
 from .base import PAIRINGS, Strategy
 
@@ -31,7 +31,6 @@ _RESERVED: dict[str, str] = {}  # hyperparameter name -> who owns it instead
 # `create_strategy`'s own keywords can never be hyperparameters
 _OWN_KEYWORDS = {"name": "create_strategy's argument", "num_samples": "create_strategy's argument",
                  "pairing": "create_strategy's argument"}
-_entry_points_loaded = False
 
 S = TypeVar("S", bound=type[Strategy])
 
@@ -69,22 +68,26 @@ def _check_pairing(pairing: str) -> None:
 
 
 def _check_declarations(name: str, cls: type[Strategy]) -> None:
-    """The declared capabilities must be consistent, τ fields must be Config fields, and no hyperparameter may take
-    a reserved name."""
+    """No hyperparameter may take a reserved name, τ fields and search names must be Config fields, presets Config
+    instances, and the declared capabilities must be consistent."""
     fields = set(cls.accepted_hyperparameters())
-    stray = sorted(set(cls.tau_hyperparameters) - fields)
-    if stray:
-        raise ValueError(f"strategy {name!r} declares tau_hyperparameters {stray} that its Config lacks")
-    if cls.per_sample_tau and not cls.per_sample_state:
-        raise ValueError(f"strategy {name!r} declares per_sample_tau without per_sample_state")
-    if not isinstance(cls.extra_outputs, int) or cls.extra_outputs < 0:
-        raise ValueError(f"strategy {name!r} declares extra_outputs = {cls.extra_outputs!r}; it must be an int >= 0")
     reserved = {**_OWN_KEYWORDS, **_RESERVED}
     clash = sorted(fields & set(reserved))
     if clash:
         owners = ", ".join(f"{n!r} ({reserved[n]})" for n in clash)
         raise ValueError(f"strategy {name!r} has hyperparameter(s) named like {owners}; rename them, or `--set` "
                          f"could not tell them apart")
+    for declaration in ("tau_hyperparameters", "space", "grid"):
+        stray = sorted(set(getattr(cls, declaration)) - fields)
+        if stray:
+            raise ValueError(f"strategy {name!r} declares {declaration} {stray} that its Config lacks")
+    not_configs = sorted(k for k, v in cls.presets.items() if not isinstance(v, cls.Config))
+    if not_configs:
+        raise ValueError(f"strategy {name!r} has presets {not_configs} that are not {cls.Config.__name__} instances")
+    if cls.per_sample_tau and not cls.per_sample_state:
+        raise ValueError(f"strategy {name!r} declares per_sample_tau without per_sample_state")
+    if not isinstance(cls.extra_outputs, int) or cls.extra_outputs < 0:
+        raise ValueError(f"strategy {name!r} declares extra_outputs = {cls.extra_outputs!r}; it must be an int >= 0")
 
 
 def reserve_hyperparameter_names(names: list[str], owner: str) -> None:
@@ -95,15 +98,15 @@ def reserve_hyperparameter_names(names: list[str], owner: str) -> None:
         _check_declarations(name, cls)
 
 
+def _register_entry_point(name: str, obj: Any) -> None:
+    """A `Strategy` subclass is filed under the entry point's name and its own `pairing`; a module registered its
+    strategies with the decorator when it was imported, so it needs nothing more."""
+    if isinstance(obj, type) and issubclass(obj, Strategy) and obj.pairing not in _REGISTRY.get(name, {}):
+        register_strategy(name, pairing=obj.pairing)(obj)
+
+
 def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        if isinstance(obj, type) and issubclass(obj, Strategy) and obj.pairing not in _REGISTRY.get(ep.name, {}):
-            register_strategy(ep.name, pairing=obj.pairing)(obj)
+    load_entry_points(ENTRY_POINT_GROUP, _register_entry_point)
 
 
 def list_strategies(pattern: str = "*", pairing: str | None = None) -> list[str]:
@@ -119,9 +122,8 @@ def list_strategies(pattern: str = "*", pairing: str | None = None) -> list[str]
 def _known(name: str) -> dict[str, type[Strategy]]:
     _load_entry_points()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown strategy {name!r}{hint}; registered strategies: {', '.join(list_strategies())}")
+        raise ValueError(f"unknown strategy {name!r}{did_you_mean(name, _REGISTRY)}; registered strategies: "
+                         f"{', '.join(list_strategies())}")
     return _REGISTRY[name]
 
 

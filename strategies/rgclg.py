@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, check_range
+from .base import Clock, StepOut
 from .gcl_image_text import ImageTextGCL, check_moving_average
 from .registry import register_strategy
+from .spec import check_range, frozen, log_uniform, uniform
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class RGCLg(ImageTextGCL):
 
     Config = RGCLgConfig
     tau_hyperparameters = ("tau_init", "tau_min", "tau_max")
+    space = frozen(rho=uniform(1.0, 6.0), tau_lr=log_uniform(2e-5, 2e-3), gamma=uniform(0.1, 0.9))
+    grid = frozen(rho=(2.0, 3.0, 4.0, 4.5, 5.0, 6.0), tau_lr=(5e-5, 2e-4, 1e-3))
 
     def __init__(self, num_samples: int, config: RGCLgConfig) -> None:
         super().__init__(num_samples, config)
@@ -76,12 +78,14 @@ class RGCLg(ImageTextGCL):
         self.register_buffer("adam_steps", torch.tensor(0, dtype=torch.int64))
 
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """The bimodal GCL step at τ = exp(−θ) for every anchor; loss ½ L_3 and FastCLIP's θ-gradient, saved."""
         c = self.config
         tau_now = torch.exp(-self.log_inv_tau.to(z1.dtype))
         tau = tau_now.expand(self.tau_shape(z1.shape[0]))
         res = self.gcl(z1, z2, idx, clock, tau)
         with torch.no_grad():
             mean_log_u = res.log_u.mean()  # M
+            # FastCLIP's: (1/B) Σ_i (Ĥ^I_i + Ĥ^T_i), twice the chain rule's (1/2B), to match its published ρ
             theta_grad = res.weighted_h.sum(dim=1).mean() - tau_now * (c.rho + mean_log_u)
             objective = tau_now * (c.rho + mean_log_u)
         logs = {"tau": tau_now, "theta_grad": theta_grad, "objective": objective,
@@ -90,6 +94,8 @@ class RGCLg(ImageTextGCL):
 
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
+        """The fresh log u, then FastCLIP's Adam step on θ (bias-corrected per step, lr cut below the threshold) and
+        the clamp to [log(1/τ_max), log(1/τ_min)]."""
         super().update(out, idx, clock)
         c = self.config
         grad = out.saved["theta_grad"].to(self.log_inv_tau.dtype)
@@ -106,17 +112,5 @@ class RGCLg(ImageTextGCL):
         self.log_inv_tau.clamp_(math.log(1.0 / c.tau_max), math.log(1.0 / c.tau_min))
 
     def temperatures(self) -> Tensor:
+        """exp(−θ) for both anchors of every pair (τ is stored as θ, not in a τ buffer)."""
         return torch.exp(-self.log_inv_tau).expand(self.tau_shape(self.num_samples)).clone()
-
-    def tau_bounds(self) -> tuple[float, float]:
-        return (self.config.tau_min, self.config.tau_max)
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"rho": trial.suggest_float("rho", 1.0, 6.0),
-                "tau_lr": trial.suggest_float("tau_lr", 2e-5, 2e-3, log=True),
-                "gamma": trial.suggest_float("gamma", 0.1, 0.9)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"rho": [2.0, 3.0, 4.0, 4.5, 5.0, 6.0], "tau_lr": [5e-5, 2e-4, 1e-3]}

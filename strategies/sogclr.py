@@ -4,18 +4,20 @@ Optimization for Global Contrastive Learning: Small Batch Does Not Harm Performa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy, check_choice, check_range
+from .base import Clock, StepOut, Strategy
 from .losses import FIRST_VISIT_RULES, global_contrastive_step
 from .registry import register_strategy
+from .spec import check_choice, check_range, frozen, log_uniform, uniform
 
 
 @dataclass(frozen=True)
 class SogCLRConfig:
+    """`sogclr` (views): τ, the moving-average weight γ of u and the first-visit rule (README.md, `sogclr`)."""
+
     tau: float = 0.1
     gamma: float = 0.9  # moving-average weight of the new batch estimate; 1 = no memory
     first_visit: str = "sample"  # γ = 1 on a sample's first visit: per "sample", per "batch" (LibAUC), or "none"
@@ -38,12 +40,15 @@ class SogCLR(Strategy):
     Config = SogCLRConfig
     per_sample_state = True  # u is per sample; τ is global
     tau_hyperparameters = ("tau",)
+    space = frozen(tau=log_uniform(0.05, 1.0), gamma=uniform(0.5, 1.0))
+    grid = frozen(tau=(0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0))
 
     def __init__(self, num_samples: int, config: SogCLRConfig) -> None:
         super().__init__(num_samples, config)
         self.register_buffer("log_u", torch.full((num_samples,), float("-inf")))
 
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """Steps 1–5 of SogCLR from the stored log u of the batch's samples; the fresh log u is saved for `update`."""
         tau = self.config.tau
         res = global_contrastive_step(z1, z2, tau, self.log_u[idx].to(z1.dtype), self.config.gamma,
                                       self.config.first_visit)
@@ -54,19 +59,9 @@ class SogCLR(Strategy):
 
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
+        """u[idx] ← (u1 + u2)/2, in log space."""
         self.log_u[idx] = out.saved["new_log_u"].to(self.log_u.dtype)
 
     def temperatures(self) -> Tensor:
+        """The config's τ for every sample (τ is a constant here, so no buffer holds it)."""
         return torch.full_like(self.log_u, self.config.tau)
-
-    def tau_bounds(self) -> tuple[float, float]:
-        return (self.config.tau, self.config.tau)
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"tau": trial.suggest_float("tau", 0.05, 1.0, log=True),
-                "gamma": trial.suggest_float("gamma", 0.5, 1.0)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"tau": [0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]}

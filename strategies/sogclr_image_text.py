@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, check_range
+from .base import Clock, StepOut
 from .gcl_image_text import ImageTextGCL, check_moving_average
 from .registry import register_strategy
+from .spec import check_range, frozen, log_uniform, uniform
 
 
 @dataclass(frozen=True)
 class SogCLRImageTextConfig:
+    """`sogclr` (image_text): τ, γ and its schedule, and the estimator's first-visit and positive rules."""
+
     tau: float = 0.01  # the iSogCLR authors' and LibAUC's value (FastCLIP-v1 uses 0.07)
     gamma: float = 0.8  # the iSogCLR authors' value; LibAUC 0.9, FastCLIP 0.2–0.8 with the cosine schedule
     gamma_schedule: str = "constant"  # or "cosine": γ from 1 down to `gamma` over gamma_decay_epochs
@@ -40,8 +42,11 @@ class SogCLRImageText(ImageTextGCL):
 
     Config = SogCLRImageTextConfig
     tau_hyperparameters = ("tau",)
+    space = frozen(tau=log_uniform(0.005, 0.1), gamma=uniform(0.2, 1.0))
+    grid = frozen(tau=(0.005, 0.01, 0.02, 0.03, 0.05, 0.07), gamma=(0.2, 0.5, 0.8, 0.9))
 
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """The bimodal GCL step (`ImageTextGCL.gcl`) with one τ for every anchor of both sides."""
         c = self.config
         tau = torch.full(self.tau_shape(z1.shape[0]), c.tau, dtype=z1.dtype, device=z1.device)
         res = self.gcl(z1, z2, idx, clock, tau, c.include_positive)
@@ -50,16 +55,5 @@ class SogCLRImageText(ImageTextGCL):
         return StepOut(loss=res.loss, tau=tau, logs=logs, saved={"log_u": res.log_u})
 
     def temperatures(self) -> Tensor:
+        """The config's τ for both anchors of every pair (τ is a constant here, so no buffer holds it)."""
         return torch.full_like(self.log_u, self.config.tau)
-
-    def tau_bounds(self) -> tuple[float, float]:
-        return (self.config.tau, self.config.tau)
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"tau": trial.suggest_float("tau", 0.005, 0.1, log=True),
-                "gamma": trial.suggest_float("gamma", 0.2, 1.0)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"tau": [0.005, 0.01, 0.02, 0.03, 0.05, 0.07], "gamma": [0.2, 0.5, 0.8, 0.9]}

@@ -11,16 +11,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy, check_choice, check_range
+from .base import Clock, StepOut, Strategy
 from .bimodal_losses import positive_mask, similarity
 from .losses import non_negative_mask, positive_columns, similarity_matrix
 from .registry import register_strategy
+from .spec import check_choice, check_range, frozen, log_uniform
 
 POSITIVE_KAPPA = ("anchor", "view1")
 
 
 @dataclass(frozen=True)
 class TaUConfig:
+    """`tau_uncertainty` (views): the smallest τ t, the ε of the log term, and whose κ the positive uses."""
+
     tau: float = 0.1  # t, the smallest τ: τ_eff = t / σ(r) ∈ (t, ∞) (the authors' config; their constructor: 0.07)
     eps: float = 1e-6  # added to the sum over negatives, as the authors do
     positive_kappa: str = "anchor"  # the positive's κ: each anchor's own, or "view1" for both (the authors' code)
@@ -33,6 +36,8 @@ class TaUConfig:
 
 @dataclass(frozen=True)
 class TaUImageTextConfig:
+    """`tau_uncertainty` (image_text): t at CLIP's scale and ε."""
+
     tau: float = 0.01  # t: CLIP-scale, like `fixed` (image_text)
     eps: float = 1e-6
 
@@ -56,10 +61,13 @@ class TaUBase(Strategy):
     through the loss by the encoder, so the strategy has no parameters. Buffer `last_tau`: the τ_eff each sample had
     when last seen (t/σ(0) = 2t before), which `temperatures()` reports."""
 
-    extra_outputs = 1
+    extra_outputs = 1  # r, the logit of σ(r) = t/τ_eff
     per_sample_state = True
     per_sample_tau = True
     tau_hyperparameters = ("tau",)
+    tau_buffer = "last_tau"
+    space = frozen(tau=log_uniform(0.02, 0.5))
+    grid = frozen(tau=(0.05, 0.07, 0.1, 0.2, 0.3))
 
     def __init__(self, num_samples: int, config: Any) -> None:
         super().__init__(num_samples, config)
@@ -71,25 +79,17 @@ class TaUBase(Strategy):
 
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
+        """Record the τ_eff each sample of the batch had."""
         self.last_tau[idx] = out.saved["tau"].to(self.last_tau.dtype)
 
-    def temperatures(self) -> Tensor:
-        return self.last_tau.clone()
-
     def tau_bounds(self) -> tuple[float, float]:
+        """(t, ∞): τ_eff = t/σ(r) tends to t as r → ∞ and grows without bound as r → −∞."""
         return (self.config.tau, math.inf)
 
     def step_out(self, loss: Tensor, tau: Tensor, kappa: Tensor) -> StepOut:
+        """The StepOut of a step with per-anchor κ (R,) and the τ_eff it reports, `tau_shape(B)`."""
         return StepOut(loss=loss, tau=tau, logs={"tau_mean": tau.mean(), "tau_median": tau.median(),
                                                  "kappa_mean": kappa.detach().mean()}, saved={"tau": tau})
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"tau": trial.suggest_float("tau", 0.02, 0.5, log=True)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"tau": [0.05, 0.07, 0.1, 0.2, 0.3]}
 
 
 @register_strategy("tau_uncertainty")
@@ -101,6 +101,7 @@ class TaU(TaUBase):
     Config = TaUConfig
 
     def compute_raw(self, a: Tensor, b: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """Split each (B, d + 1) input into features and r, then the authors' loss over the 2B anchors."""
         (z1, r1), (z2, r2) = self.split_outputs(a), self.split_outputs(b)
         batch = z1.shape[0]
         kappa = self.kappa(torch.cat([r1, r2]))
@@ -117,16 +118,11 @@ class TaUImageText(TaUBase):
     column i, L = ½(mean ℓ^I + mean ℓ^T). `StepOut.tau` and `temperatures()` are (·, 2): [image τ_eff, text τ_eff]."""
 
     Config = TaUImageTextConfig
-
-    @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        return {"tau": trial.suggest_float("tau", 0.003, 0.1, log=True)}
-
-    @classmethod
-    def search_grid(cls, *, epochs: int | None = None) -> dict[str, list[Any]]:
-        return {"tau": [0.005, 0.01, 0.02, 0.05, 0.07]}
+    space = frozen(tau=log_uniform(0.003, 0.1))  # CLIP's scale, like `fixed` (image_text)
+    grid = frozen(tau=(0.005, 0.01, 0.02, 0.05, 0.07))
 
     def compute_raw(self, a: Tensor, b: Tensor, idx: Tensor, clock: Clock) -> StepOut:
+        """Split image and text (B, d + 1) into features and r, then the loss over B image and B text anchors."""
         (z_img, r_img), (z_txt, r_txt) = self.split_outputs(a), self.split_outputs(b)
         batch = z_img.shape[0]
         kappa = self.kappa(torch.cat([r_img, r_txt]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tempbench.config import RunConfig, merge_flags, resolve_run_config, run_setting_names, split_assignments
+from tempbench.strategies import get_strategy_class
 
 
 def test_resolution_fills_defaults_and_the_card() -> None:
@@ -39,10 +40,10 @@ def test_strict_names_types_and_finite_numbers() -> None:
 
 
 def test_set_routes_each_key_to_its_one_owner() -> None:
-    settings, hyperparameters = split_assignments(["lr=0.5", "rho=0.2", "preset=libauc"], "isogclr")
+    settings, hyperparameters = split_assignments(["lr=0.5", "rho=0.2", "preset=libauc"], get_strategy_class("isogclr"))
     assert settings == {"lr": 0.5} and hyperparameters == {"rho": 0.2, "preset": "libauc"}
     with pytest.raises(ValueError, match=r"Run settings: .*lr.*isogclr hyperparameters: .*rho"):
-        split_assignments(["rhoo=0.2"], "isogclr")
+        split_assignments(["rhoo=0.2"], get_strategy_class("isogclr"))
 
 
 def test_flags_that_disagree_with_set_are_an_error() -> None:

@@ -1,9 +1,9 @@
 """The `tempbench` command line: parsers in `parser.py`, one implementation module per command, imported when the
 command runs.
 
-Exit codes: 0 done; 1 a run failed (e.g. its loss became NaN); 2 a usage error (a bad name, value or file: one
-line naming it, no traceback); 130 interrupted (one line saying what was kept and how to resume). Anything else is
-a bug and keeps its traceback.
+Exit codes: 0 done; 1 a run failed (e.g. its loss became NaN); 2 a usage error (a bad name, value or file, or an
+optional extra that is not installed: one line naming it, no traceback); 130 interrupted (one line saying what was
+kept and how to resume). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from tempbench.util import MissingExtra
+
 from .parser import build_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: `sys.argv[1:]`) and return its exit code (see the module docstring).
+    Tests call it in-process: `main(["data", "show", "digits", "--json"])`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -53,8 +57,13 @@ def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def report_failure(name: str, exc: Exception) -> int:
-    """One line for what the user can fix or what stopped a run; the traceback for everything else."""
-    from tempbench.train import NonFiniteLossError
+    """Print why command `name` failed and return its exit code: one line for what the user can fix (exit 2) or what
+    stopped a run (exit 1); the traceback and "a bug" for everything else (exit 1)."""
+    missing = missing_extra(exc)
+    if missing is not None:  # before the generic branch: MissingExtra is an ImportError, which would read as a bug
+        print(f"{name}: error: {missing}", file=sys.stderr)
+        return 2
+    from tempbench.train import NonFiniteLossError  # here: `tempbench --help` must not import training
 
     if isinstance(exc, NonFiniteLossError):
         print(f"{name}: run stopped: {exc}", file=sys.stderr)
@@ -66,6 +75,19 @@ def report_failure(name: str, exc: Exception) -> int:
     print(f"{name}: failed with an unexpected {type(exc).__name__} (a bug: please report it with the traceback "
           f"above)", file=sys.stderr)
     return 1
+
+
+def missing_extra(exc: BaseException) -> MissingExtra | None:
+    """`exc` if it is a `MissingExtra`, else the first one among its causes and contexts (a library that caught our
+    ImportError and raised its own, e.g. a plug-in loader), else None."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:  # `seen`: a chain can loop back on itself
+        if isinstance(found, MissingExtra):
+            return found
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return None
 
 
 def raised_by_tempbench(exc: BaseException) -> bool:

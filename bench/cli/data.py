@@ -12,7 +12,7 @@ import torch
 
 from tempbench.augment import TwoViewAugment
 from tempbench.datasets import get_card, list_cards, list_sources, load_dataset
-from tempbench.figures import pyplot_agg, save_figure_atomic
+from tempbench.figures import closing_figure, pyplot_agg, save_figure
 
 from .common import print_json
 
@@ -84,19 +84,18 @@ def write_views(ds: Any, path: Path, seed: int) -> None:
     mean, std = torch.tensor(ds.mean).view(1, -1, 1, 1), torch.tensor(ds.std).view(1, -1, 1, 1)
     rows = [x.float() / 255, (v1 * std + mean).clamp(0, 1), (v2 * std + mean).clamp(0, 1)]
     fig, axes = plt.subplots(3, GRID_IMAGES, figsize=(1.4 * GRID_IMAGES, 4.6), squeeze=False)
-    for r, (label, images) in enumerate(zip(("image", "view 1", "view 2"), rows)):
-        for c in range(GRID_IMAGES):
-            ax = axes[r][c]
-            ax.imshow(images[c].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(label)
-            if r == 0:
-                ax.set_title(ds.classes[int(ds.train_labels[picks[c]])], fontsize=8)
-    fig.suptitle(f"{ds.name}: two {ds.augment} views (seed {seed})")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure_atomic(fig, path)
-    plt.close(fig)
+    with closing_figure(fig):
+        for r, (label, images) in enumerate(zip(("image", "view 1", "view 2"), rows)):
+            for c in range(GRID_IMAGES):
+                ax = axes[r][c]
+                ax.imshow(images[c].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
+                          interpolation="nearest")  # small images: every pixel shown as it is, not smoothed
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(label)
+                if r == 0:
+                    ax.set_title(ds.classes[int(ds.train_labels[picks[c]])], fontsize=8)
+        fig.suptitle(f"{ds.name}: two {ds.augment} views (seed {seed})")
+        fig.tight_layout()
+        save_figure(fig, path, formats=("png",))

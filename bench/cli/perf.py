@@ -8,20 +8,22 @@ from pathlib import Path
 
 import torch
 
-from tempbench.datasets.files import write_atomic
+from tempbench.util import did_you_mean, write_atomic
 from tempbench.perf.strategies import format_table, time_strategies
 from tempbench.perf.table import format_full_table, measure_table
 from tempbench.provenance import resolve_device
-from tempbench.strategies import get_strategy_class, list_strategies
+from tempbench.strategies import list_strategies
 
 from .common import note
 
 
 def chosen_strategies(text: str) -> list[str]:
     """The comma-separated names (every registered one when empty), `fixed` first: every ratio is to it."""
-    names = [n.strip() for n in text.split(",") if n.strip()] or list_strategies(pairing="views")
+    views = list_strategies(pairing="views")
+    names = [n.strip() for n in text.split(",") if n.strip()] or views
     for name in names:
-        get_strategy_class(name)  # unknown -> ValueError with a did-you-mean
+        if name not in views:  # the perf table times views steps; image_text ones have their own rows
+            raise ValueError(f"unknown views strategy {name!r}{did_you_mean(name, views)}; valid: {', '.join(views)}")
     return ["fixed", *[n for n in names if n != "fixed"]]
 
 

@@ -16,13 +16,13 @@ from typing import Any
 import optuna
 
 from tempbench.config import Suite, check_names, load_suite, merge_flags, parse_literal, run_setting_names
-from tempbench.datasets.files import write_atomic
 from tempbench.leaderboard import build_leaderboard, read_rows
 from tempbench.study.grid_sweep import SweepJob, run_grid_sweep, sweep_rows
 from tempbench.study.storage import open_storage, redact, resolve_storage
 from tempbench.study.sweep import run_sweep
 from tempbench.study.trial import process_tracker
 from tempbench.tracking import NestedTracker, RunHandle, Tracker, open_run
+from tempbench.util import write_atomic
 
 from .common import make_tracker, note, parse_seeds, print_json, tracking_hint
 

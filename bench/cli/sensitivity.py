@@ -20,16 +20,17 @@ import argparse
 import json
 import shlex
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from tempbench.config import merge_flags, parse_literal, resolve_run_config
-from tempbench.datasets import dataset_pairing
+from tempbench.config import merge_flags, parse_literal, resolve_pairing, resolve_run_config
 from tempbench.eval import get_metric, list_metrics
-from tempbench.names import slug
-from tempbench.strategies import get_strategy_class
+from tempbench.pairings import Pairing
+from tempbench.strategies import Strategy
+from tempbench.util import slug
 from tempbench.study.repeats import check_repeats, run_repeats
 from tempbench.study.report import summarize_study, write_report
 from tempbench.study.sensitivity import make_job, open_storage, resolve_storage, run_job
@@ -44,35 +45,45 @@ from .run import parse_run_settings
 # on an image–caption dataset's own val split) feeds the pruner, and the validation metrics are what the study
 # selects on. --set overrides these.
 STUDY_RUN_DEFAULTS = {"progress": False, "monitor_every": 1}
-VIEWS_HOLDOUT = {"val_fraction": 0.1}  # image–caption datasets have their own val split
 OWNED_SETTINGS = {"seed": "--seed"}  # run settings the command itself decides
 
 
-def make_trial_fn(args: argparse.Namespace, parent_run_id: str | None = None) -> RunnerTrialFn:
+@dataclass(frozen=True)
+class Plan:
+    """What the command resolved once, before any study starts: the strategy names, the run settings every trial
+    shares, and each strategy's class for the dataset's pairing (whose search space and grid its study samples)."""
+
+    names: list[str]
+    settings: dict[str, Any]
+    classes: dict[str, type[Strategy]]
+
+
+def make_trial_fn(args: argparse.Namespace, plan: Plan, parent_run_id: str | None = None) -> RunnerTrialFn:
     """The trial function of this command: trains with the runner, nested under the study's MLflow run."""
     return RunnerTrialFn(dataset=args.dataset, epochs=args.epochs, seed=args.seed, metric=args.metric,
                          out_dir=str(output_dir(args)), tracking=not args.no_tracking, tracking_uri=args.tracking_uri,
-                         parent_run_id=parent_run_id, run_settings=run_settings(args))
+                         parent_run_id=parent_run_id, run_settings=plan.settings)
 
 
-def run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The RunConfig fields every trial shares: the study defaults, then `--set key=value`; a strategy
-    hyperparameter or a setting the command owns is an error (the search decides those)."""
+def run_settings(args: argparse.Namespace, pairing: Pairing) -> dict[str, Any]:
+    """The RunConfig fields every trial shares: the study defaults, the pairing's (views: a slice held out of
+    training for the monitor and the objective), then `--set key=value`; a strategy hyperparameter or a setting the
+    command owns is an error (the search decides those)."""
     settings = merge_flags(parse_run_settings(args.set), {"epochs": args.epochs, "device": args.device})
     owned = {k: v for k, v in OWNED_SETTINGS.items() if k in settings}
     if owned:
         raise ValueError("--set cannot set " + ", ".join(f"{k} (use {v})" for k, v in owned.items()))
     if args.lr_range and "lr" in settings:
         raise ValueError("--set lr=... and --lr-range contradict each other; give one")
-    holdout = VIEWS_HOLDOUT if dataset_pairing(args.dataset) == "views" else {}
-    return {**STUDY_RUN_DEFAULTS, **holdout, **settings}
+    return {**STUDY_RUN_DEFAULTS, **pairing.study_settings, **settings}
 
 
-def grid_values_for(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, list]]:
+def grid_values_for(args: argparse.Namespace, plan: Plan) -> dict[str, dict[str, list]]:
     """Per strategy, the grid values `--grid-values [STRATEGY.]PARAM=V1,V2,...` replace; an unqualified PARAM goes to
     every strategy whose grid has it. A value that reaches no strategy is an error."""
     if args.grid_values and not args.grid:
         raise ValueError("--grid-values reduces or replaces a --grid study's grid; add --grid")
+    names = plan.names
     found: dict[str, dict[str, list]] = {name: {} for name in names}
     for item in args.grid_values:
         key, sep, raw = item.partition("=")
@@ -80,7 +91,7 @@ def grid_values_for(args: argparse.Namespace, names: list[str]) -> dict[str, dic
         values = [parse_literal(v.strip()) for v in raw.split(",") if v.strip()]
         if not sep or not param or not values:
             raise ValueError(f"--grid-values expects [STRATEGY.]PARAM=V1,V2,..., got {item!r}")
-        targets = [owner] if owner else [n for n in names if param in get_strategy_class(n).search_grid()]
+        targets = [owner] if owner else [n for n in names if param in plan.classes[n].search_grid()]
         if not targets or any(t not in found for t in targets):
             raise ValueError(f"--grid-values {item!r} matches none of the grids of {names}")
         for target in targets:
@@ -90,8 +101,8 @@ def grid_values_for(args: argparse.Namespace, names: list[str]) -> dict[str, dic
 
 def main(args: argparse.Namespace) -> int:
     """Run or resume the study of every strategy (and its repeats), write the report, print where it is."""
-    names, out = check_args(args), output_dir(args)
-    grids = grid_values_for(args, names)
+    plan, out = check_args(args), output_dir(args)
+    names, grids = plan.names, grid_values_for(args, plan)
     if args.storage:  # a bad URL fails here, before any file is written or any training
         open_storage(resolve_storage(args.storage, out, args.workers), args.heartbeat)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,9 +113,10 @@ def main(args: argparse.Namespace) -> int:
         for name in names:
             study_name = study_name_for(args, name, several=len(names) > 1)
             parents[name] = stack.enter_context(open_run(
-                tracker, f"sensitivity-{study_name}", _run_params(args, name, grids[name]),
+                tracker, f"sensitivity-{study_name}", _run_params(args, plan, name, grids[name]),
                 tags={"tempbench.kind": "sensitivity"}, key=f"sensitivity:{_storage_key(args, out)}:{study_name}"))
-            studies[name], summaries[name] = _study(args, name, study_name, grids[name], parents[name].run_id)
+            studies[name], summaries[name] = _study(args, plan, name, study_name, grids[name],
+                                                    parents[name].run_id)
             tracker.log_metrics(parents[name], {k: v for k, v in summaries[name].items() if v is not None and k in
                                                 ("best", "median", "worst", "iqr", "gap", "seed_std", "test_best")})
         report = write_report(summaries, studies, out, command=command_line(args))
@@ -113,10 +125,10 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _study(args: argparse.Namespace, name: str, study_name: str, grid_values: dict[str, list],
+def _study(args: argparse.Namespace, plan: Plan, name: str, study_name: str, grid_values: dict[str, list],
            parent_run_id: str | None) -> tuple[Any, dict[str, Any]]:
     """Run (or resume) one strategy's study and its repeats, trials nested under `parent_run_id`; (study, summary)."""
-    job = make_job(name, make_trial_fn(args, parent_run_id), n_trials=_trials(args), grid=args.grid,
+    job = make_job(plan.classes[name], make_trial_fn(args, plan, parent_run_id), n_trials=_trials(args), grid=args.grid,
                    storage=args.storage, study_name=study_name, out_dir=output_dir(args), seed=args.seed,
                    epochs=args.epochs, workers=args.workers, grid_values=grid_values, metric=args.metric,
                    test_metric=test_metric_for(args.metric), goal=args.goal, prune=args.prune,
@@ -147,13 +159,11 @@ def _storage_key(args: argparse.Namespace, out: Path) -> str:
     return redact(args.storage) if args.storage else str(out.resolve())
 
 
-def check_args(args: argparse.Namespace) -> list[str]:
-    """The strategy names; every bad option raises ValueError naming the valid values, before any work."""
+def check_args(args: argparse.Namespace) -> Plan:
+    """The resolved plan; every bad option raises ValueError naming the valid values, before any work."""
     names = [n.strip() for n in args.strategy.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"--strategy needs distinct comma-separated names, got {args.strategy!r}")
-    for name in names:
-        get_strategy_class(name)  # unknown -> ValueError listing the registered strategies
     for option in ("trials", "epochs", "workers", "repeat_seeds", "heartbeat"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
@@ -165,14 +175,21 @@ def check_args(args: argparse.Namespace) -> list[str]:
         check_repeats(args.repeats)
     if args.lr_range and not 0 < args.lr_range[0] < args.lr_range[1]:
         raise ValueError(f"--lr-range needs 0 < LOW < HIGH, got {args.lr_range}")
-    _check_run_settings(args, names)
-    return names
+    plan = resolve_plan(args, names)
+    _check_metric(args)
+    return plan
 
 
-def _check_run_settings(args: argparse.Namespace, names: list[str]) -> None:
-    """A --set key or value the runner would refuse fails here, before any study is created."""
-    for name in names:
-        resolve_run_config(name, args.dataset, settings={**run_settings(args), "seed": args.seed})
+def resolve_plan(args: argparse.Namespace, names: list[str]) -> Plan:
+    """Resolve every strategy's run on the dataset once: unknown names, a strategy without the dataset's pairing
+    and a --set key or value the runner would refuse fail here, before any study is created."""
+    settings = run_settings(args, resolve_pairing(args.dataset))
+    configs = {name: resolve_run_config(name, args.dataset, settings={**settings, "seed": args.seed})
+               for name in names}
+    return Plan(names, settings, {name: config.strategy_class for name, config in configs.items()})
+
+
+def _check_metric(args: argparse.Namespace) -> None:
     metric = get_metric(args.metric)
     if metric.split != "val":
         raise ValueError(f"--metric {args.metric} is measured on the test split; a study optimises, prunes and "
@@ -209,11 +226,11 @@ def _trials(args: argparse.Namespace) -> int | None:
     return args.trials if args.trials is not None or args.grid else DEFAULT_TRIALS
 
 
-def _run_params(args: argparse.Namespace, strategy: str, grid_values: dict[str, list]) -> dict[str, Any]:
+def _run_params(args: argparse.Namespace, plan: Plan, strategy: str, grid_values: dict[str, list]) -> dict[str, Any]:
     return {"strategy": strategy, "dataset": args.dataset, "trials": _trials(args), "grid": args.grid,
             "goal": args.goal, "prune": args.prune, "repeats": args.repeats, "repeat_seeds": args.repeat_seeds,
             "epochs": args.epochs, "seed": args.seed, "workers": args.workers, "metric": args.metric,
-            "storage": redact(args.storage) if args.storage else "default", "run": run_settings(args),
+            "storage": redact(args.storage) if args.storage else "default", "run": plan.settings,
             "grid_values": grid_values}
 
 

@@ -9,12 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tempbench.config import merge_flags, resolve_run_config, split_assignments
-from tempbench.datasets import dataset_pairing
+from tempbench.config import resolve_run_config
 from tempbench.eval import list_metrics
 from tempbench.leaderboard import append_row
 from tempbench.train import run_id, train
-from tempbench.train.distributed import launched_by_torchrun, shutdown
+from tempbench.distributed import launched_by_torchrun, shutdown
 
 from .common import make_tracker, note, print_json, tracking_hint
 
@@ -43,11 +42,9 @@ def launch(args: argparse.Namespace) -> int:
 
 
 def train_here(args: argparse.Namespace) -> int:
-    settings, hyperparameters = split_assignments(args.set, args.strategy, dataset_pairing(args.dataset))
     flags = {"seed": args.seed, "long_tail": args.long_tail, "image_size": args.image_size, "epochs": args.epochs,
              "device": args.device}
-    config = resolve_run_config(args.strategy, args.dataset, settings=merge_flags(settings, flags),
-                                hyperparameters=hyperparameters)
+    config = resolve_run_config(args.strategy, args.dataset, settings=flags, assignments=args.set)
     out = Path(args.out)
     main_process = int(os.environ.get("RANK", "0")) == 0
     tracker = make_tracker(args, out) if main_process else None

@@ -169,13 +169,6 @@ def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor
     return grouped[~is_val].sort().values.to(labels.device), grouped[is_val].sort().values.to(labels.device)
 
 
-def logistic_objective(x: Tensor, y: Tensor, w: Tensor, b: Tensor, wd: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(objective, grad_w (d, C), grad_b (C,)) of mean CE(x @ w + b, y) + wd/2 ‖w‖² for x (N, d), y (N,) int64,
-    in the dtype of w. Closed form, softmax minus one-hot, so no autograd graph is kept."""
-    onehot = F.one_hot(y, w.shape[1]).to(w.dtype)
-    return _objective(x.to(w.dtype), onehot, w, b, wd)
-
-
 def _objective(x: Tensor, onehot: Tensor, w: Tensor, b: Tensor, wd: float) -> tuple[Tensor, Tensor, Tensor]:
     logits = torch.addmm(b, x, w)
     lse = logits.logsumexp(dim=1)

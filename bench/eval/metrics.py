@@ -18,10 +18,9 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
-from tempbench.names import did_you_mean
+from tempbench.util import did_you_mean, load_entry_points
 
 ENTRY_POINT_GROUP = "tempbench.metrics"
 SPLITS = ("test", "val")
@@ -69,7 +68,6 @@ class Metric:
 
 
 _REGISTRY: dict[str, Metric] = {}
-_entry_points_loaded = False
 
 
 def register_metric(metric: Metric | Callable[[], Metric]) -> Any:
@@ -86,16 +84,19 @@ def register_metric(metric: Metric | Callable[[], Metric]) -> Any:
 
 
 def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
+    """Register the built-in metrics, then the installed plug-ins (once per process): built-ins first, so the
+    default leaderboard columns keep their order whatever is installed."""
+    # imported here, not at the top: both modules import this one for `register_metric`
     from . import builtin_metrics, image_text_metrics  # noqa: F401  (registers the built-ins: views, image_text)
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        if isinstance(obj, Metric):
-            register_metric(obj)
+    load_entry_points(ENTRY_POINT_GROUP, _register_plugin)
+
+
+def _register_plugin(name: str, obj: Any) -> None:
+    """An entry point's object: a `Metric` is registered; anything else (a module that registered its metrics when
+    imported) needs nothing more."""
+    if isinstance(obj, Metric):
+        register_metric(obj)
 
 
 def list_metrics(pattern: str = "*", *, pairing: str | None = None, split: str | None = None) -> list[Metric]:

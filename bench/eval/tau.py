@@ -61,21 +61,11 @@ def save_tau_figure(summary: dict[str, Any], path: str | os.PathLike[str], title
     at `path` and a PDF beside it, each atomically; returns the PNG's path. The median, not the mean, sits inside
     its own [q25, q75] however τ piles up at a bound, so the bars are always well defined. The colour is the
     strategy's (tempbench.figures.strategy_color; by default the title's first word names the strategy)."""
-    from tempbench.figures import (
-        legend_outside,
-        log_count_axis,
-        new_figure,
-        pyplot_agg,
-        save_figure,
-        strategy_color,
-        whiskers,
-    )
+    from tempbench.figures import figure, legend_outside, log_count_axis, save_figure, strategy_color, whiskers
 
-    plt = pyplot_agg()
-    t = summary["table"].dropna(subset=["q50"])
+    t = summary["table"].dropna(subset=["q50"])  # classes with no τ at all have no median to draw
     name = strategy or (title.split()[0] if title.split() else "")
-    fig, (ax,) = new_figure(1, width=4.6, height=3.3)
-    try:
+    with figure(1, width=4.6, height=3.3) as (fig, (ax,)):
         err = whiskers(t["q50"], t["q25"], t["q75"], (0.0, None))
         ax.errorbar(t["count"], t["q50"], yerr=err, fmt="o", color=strategy_color(name), markersize=4, capsize=2,
                     elinewidth=0.9, label="class median τ\n(bars: q25–q75)")
@@ -88,8 +78,6 @@ def save_tau_figure(summary: dict[str, Any], path: str | os.PathLike[str], title
         fig.suptitle(f"{title}\n{rho_text}".strip(), fontsize="medium")
         legend_outside(fig, [ax])
         return save_figure(fig, path)[0]
-    finally:
-        plt.close(fig)
 
 
 def _class_row(c: int, count: float, values: np.ndarray) -> dict[str, float]:

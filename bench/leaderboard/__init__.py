@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tempbench.datasets.files import write_atomic
+from tempbench.util import write_atomic
 
 from .figures import FigureWarning, save_leaderboard_figures
 from .groups import format_groups

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tempbench.eval import class_spearman
-from tempbench.figures import dodge, legend_outside, log_count_axis, new_figure, pyplot_agg, save_figure, whiskers
+from tempbench.figures import dodge, figure, legend_outside, log_count_axis, save_figure, whiskers
 
 from .plotdata import Board, Skip, metric_axis, seed_range
 
@@ -80,9 +80,7 @@ def save_tau_vs_frequency(board: Board, dataset: str, rows: pd.DataFrame, path: 
     if not found:
         raise Skip("no per-sample-τ configuration with a final tau_by_class on this dataset (global-τ strategies "
                    "leave it empty)")
-    plt = pyplot_agg()
-    fig, (ax,) = new_figure(1, width=5.2, height=3.5)
-    try:
+    with figure(1, width=5.2, height=3.5) as (fig, (ax,)):
         axis = ClassAxis([f[1] for f in found])
         for i, (label, counts, taus, rho, seeds) in enumerate(found):
             rho_text = f"ρ̄ = {rho:+.2f}" if np.isfinite(rho) else "ρ undefined"
@@ -94,8 +92,6 @@ def save_tau_vs_frequency(board: Board, dataset: str, rows: pd.DataFrame, path: 
         fig.suptitle(f"{dataset}: class-mean τ vs class size (mean over seeds, bars min–max)", fontsize="medium")
         legend_outside(fig, [ax])
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def save_class_accuracy(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
@@ -115,9 +111,7 @@ def save_class_accuracy(board: Board, dataset: str, rows: pd.DataFrame, path: Pa
             panels.append((metric, series))
     if not panels:
         raise Skip("no per-class accuracies (per_class_knn200 / per_class_linear with class_counts) in these rows")
-    plt = pyplot_agg()
-    fig, axes = new_figure(len(panels), width=4.6, height=3.5)
-    try:
+    with figure(len(panels), width=4.6, height=3.5) as (fig, axes):
         for ax, (metric, series) in zip(axes, panels, strict=True):
             ylabel, bounds = metric_axis(metric)
             axis = ClassAxis([s[1] for s in series])
@@ -133,5 +127,3 @@ def save_class_accuracy(board: Board, dataset: str, rows: pd.DataFrame, path: Pa
                      fontsize="medium")
         legend_outside(fig, axes)
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)

@@ -9,10 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LogNorm
-from matplotlib.ticker import MaxNLocator
 
-from tempbench.figures import count_ticks, dodge, legend_outside, new_figure, pyplot_agg, save_figure
+from tempbench.figures import count_ticks, dodge, figure, legend_outside, save_figure
 
 from .plotdata import Board, Skip, history_matrix, json_list, metric_axis, seed_ci, seed_range, stack
 
@@ -21,6 +19,8 @@ SNAPSHOTS = 4  # epochs shown by the τ-distribution figure
 
 
 def _epoch_axis(ax: Any, epochs: int) -> None:
+    """An x-axis of epochs 1 … `epochs`: integer ticks only, a little room either side."""
+    from matplotlib.ticker import MaxNLocator
 
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
@@ -56,13 +56,15 @@ def save_tau_classes(board: Board, dataset: str, rows: pd.DataFrame, path: Path)
             found.append((label, mean, counts, len(seeds)))
     if not found:
         raise Skip("no per-sample-τ configuration whose history holds tau_by_class on this dataset")
-    plt = pyplot_agg()
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm
 
     all_counts = np.concatenate([f[2] for f in found])
+    # vmax nudged up so that vmin < vmax even when every class has the same size: a colour bar needs a range
     norm = LogNorm(vmin=max(float(all_counts.min()), 1.0), vmax=max(float(all_counts.max()), 1.0) * 1.0001)
-    cmap = plt.get_cmap("viridis")
-    fig, axes = new_figure(len(found), width=3.6, height=3.0, cols=3)
-    try:
+    cmap = colormaps["viridis"]
+    with figure(len(found), width=3.6, height=3.0, cols=3) as (fig, axes):
         for ax, (label, mean, counts, seeds) in zip(axes, found, strict=True):
             epochs = mean.shape[0]
             for c in np.argsort(counts, kind="stable"):
@@ -71,13 +73,11 @@ def save_tau_classes(board: Board, dataset: str, rows: pd.DataFrame, path: Path)
             ax.set_ylabel("class-mean τ")
             ax.set_title(f"{label} ({seeds} seeds)", fontsize="small", color=board.styles[label].color)
             ax.grid(alpha=0.3)
-        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, location="right", shrink=0.9)
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, location="right", shrink=0.9)
         bar.set_label("training images per class")
         count_ticks(bar.ax.yaxis, norm.vmin, norm.vmax)
         fig.suptitle(f"{dataset}: class-mean τ over epochs (mean over seeds)", fontsize="medium")
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def snapshot_epochs(epochs: int, count: int = SNAPSHOTS) -> list[int]:
@@ -94,10 +94,8 @@ def save_tau_quantiles(board: Board, dataset: str, rows: pd.DataFrame, path: Pat
     if not found:
         raise Skip("no per-sample-τ configuration whose history logs the τ quantiles (tau_q10 … tau_q90) here")
     epochs = snapshot_epochs(max(len(f[1]["tau_q50"]) for f in found))
-    plt = pyplot_agg()
-    fig, (ax,) = new_figure(1, width=max(4.0, 1.1 * len(epochs) * max(1, len(found)) ** 0.5), height=3.4)
     width = 0.7 / len(found)
-    try:
+    with figure(1, width=max(4.0, 1.1 * len(epochs) * max(1, len(found)) ** 0.5), height=3.4) as (fig, (ax,)):
         for i, (label, q) in enumerate(found):
             style = board.styles[label]
             x = dodge(np.arange(len(epochs), dtype=float), i, len(found), 0.7)
@@ -121,8 +119,6 @@ def save_tau_quantiles(board: Board, dataset: str, rows: pd.DataFrame, path: Pat
                      "q10–q90, dots min/max; mean over seeds)", fontsize="medium")
         legend_outside(fig, [ax])
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def save_tau_epochs(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
@@ -130,9 +126,7 @@ def save_tau_epochs(board: Board, dataset: str, rows: pd.DataFrame, path: Path) 
              if np.isfinite(m := history_matrix(board.histories(sub), "tau_mean")).any()]
     if not found:
         raise Skip("the rows' history logs no tau_mean per epoch")
-    plt = pyplot_agg()
-    fig, (ax,) = new_figure(1, width=5.0, height=3.4)
-    try:
+    with figure(1, width=5.0, height=3.4) as (fig, (ax,)):
         for label, matrix in found:
             _band(ax, board, label, matrix)
         _epoch_axis(ax, max(m.shape[1] for _, m in found))
@@ -145,8 +139,6 @@ def save_tau_epochs(board: Board, dataset: str, rows: pd.DataFrame, path: Path) 
         fig.suptitle(f"{dataset}: τ over training (mean over seeds, band 95 % CI)", fontsize="medium")
         legend_outside(fig, [ax])
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def save_training(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
@@ -155,10 +147,8 @@ def save_training(board: Board, dataset: str, rows: pd.DataFrame, path: Path) ->
     monitor = [(label, m) for label, hists in cells if np.isfinite(m := history_matrix(hists, "knn_monitor")).any()]
     if not loss:
         raise Skip("the rows' history logs no training loss per epoch")
-    plt = pyplot_agg()
     panels = len(loss) + bool(monitor)
-    fig, axes = new_figure(panels, width=3.0, height=2.3, cols=min(4, panels))
-    try:
+    with figure(panels, width=3.0, height=2.3, cols=min(4, panels)) as (fig, axes):
         if monitor:
             ax = axes[0]
             for label, matrix in monitor:
@@ -180,5 +170,3 @@ def save_training(board: Board, dataset: str, rows: pd.DataFrame, path: Path) ->
         if monitor:
             legend_outside(fig, axes[:1])
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)

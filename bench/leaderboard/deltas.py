@@ -10,10 +10,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-from tempbench.figures import legend_outside, new_figure, pyplot_agg, save_figure, whiskers
+from tempbench.figures import figure, legend_outside, save_figure, whiskers
 
 from .plotdata import Board, Skip, metric_axis
 from .table import BASELINE, cell_settings, run_settings_of
@@ -47,9 +45,7 @@ def save_fixed_tau(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -
         raise Skip(f"no `{BASELINE}` configurations that differ only in τ on this dataset (a τ sweep draws this)")
     table = board.summary[board.summary["dataset"] == dataset].set_index("label")
     metrics = board.metrics[:MAX_PANELS]
-    plt = pyplot_agg()
-    fig, axes = new_figure(len(metrics), width=3.6, height=3.2)
-    try:
+    with figure(len(metrics), width=3.6, height=3.2) as (fig, axes):
         for ax, metric in zip(axes, metrics, strict=True):
             ylabel, bounds = metric_axis(metric)
             for k, points in enumerate(sweeps.values()):
@@ -78,12 +74,11 @@ def save_fixed_tau(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -
         legend_outside(fig, axes, handles=dict(sorted(handles.items(), key=lambda kv: kv[0] != BASELINE
                                                       and not kv[0].startswith(f"{BASELINE} sweep"))))
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def _tau_ticks(ax: Any, taus: list[float]) -> None:
     """The swept τ values as the x tick labels (no log-axis minor labels), thinned to at most 7."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     values = sorted(set(taus))
     step = -(-len(values) // 7)
@@ -101,10 +96,8 @@ def save_forest(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> l
                    "matched seeds) on this dataset")
     labels = board.order(lb for lb in table.index if any(np.isfinite(table.loc[lb, f"{m}_diff"]) for m in metrics))
     metrics = metrics[:2 * MAX_PANELS]
-    plt = pyplot_agg()
-    fig, axes = new_figure(len(metrics), width=2.9, height=0.9 + 0.32 * len(labels), cols=MAX_PANELS)
-    y = np.arange(len(labels))[::-1]
-    try:
+    y = np.arange(len(labels))[::-1]  # the first label at the top
+    with figure(len(metrics), width=2.9, height=0.9 + 0.32 * len(labels), cols=MAX_PANELS) as (fig, axes):
         for j, (ax, metric) in enumerate(zip(axes, metrics, strict=True)):
             sub = table.loc[labels]
             diff = sub[f"{metric}_diff"].to_numpy(np.float64)
@@ -132,11 +125,12 @@ def save_forest(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> l
         fig.suptitle(f"{dataset}: paired Δ vs {', '.join(against)} (mean ± 95 % CI over matched seeds)",
                      fontsize="medium")
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def _significance_legend(fig: Any, axes: list[Any]) -> None:
+    """A legend of what the marker fill means (filled: significant after Holm), not of the configurations: their
+    names are the y tick labels, in their colours."""
+    from matplotlib.lines import Line2D
 
     handles = {f"Holm p < {ALPHA:g}": Line2D([], [], marker="o", linestyle="none", color="grey",
                                              markerfacecolor="grey"),

@@ -26,9 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from tempbench.datasets.files import write_atomic
-from tempbench.figures import save_bar_figure
-from tempbench.names import slug
+from tempbench.figures import FigureWarning, save_bar_figure
+from tempbench.util import slug, write_atomic
 
 from . import classes, curves, deltas
 from .plotdata import Board, Skip, metric_axis
@@ -36,10 +35,6 @@ from .stats import mean_ci
 
 log = logging.getLogger("tempbench.leaderboard")
 Builder = Callable[[Board, str, pd.DataFrame, Path], list[Path]]
-
-
-class FigureWarning(UserWarning):
-    """A leaderboard figure could not be drawn; the tables and the other figures were written."""
 
 
 ACCURACY_PANELS = 4
@@ -125,7 +120,6 @@ def save_leaderboard_figures(rows: pd.DataFrame, summary: pd.DataFrame, metrics:
             log.info("figure %s skipped: %s", name, skip)
             notes.setdefault(section, []).append(f"- skipped `{name}`: {skip}")
         except Exception as exc:  # one figure must never cost the others
-
             warnings.warn(f"figure {out_dir / name} failed: {type(exc).__name__}: {exc}", FigureWarning,
                           stacklevel=3)
             notes.setdefault(section, []).append(f"- failed `{name}`: {type(exc).__name__}: {exc}")

@@ -16,7 +16,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from tempbench.datasets.files import write_atomic
+from tempbench.util import write_atomic
 
 
 def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> Path:

@@ -16,7 +16,6 @@ from tempbench.config import resolve_run_config
 from tempbench.datasets import CaptionDataset
 from tempbench.strategies import Clock, list_strategies
 from tempbench.train import Setup, setup_from_data, train_step
-from tempbench.train.loop import epoch_order
 
 from .train import CIFAR_MEAN, CIFAR_STD, StepBench, interleaved_medians, step_settings
 
@@ -52,7 +51,8 @@ def time_image_text(bench: StepBench) -> dict[str, Any]:
     """Medians (ms) of every image_text strategy's step and its ratio to `fixed`'s."""
     setups = image_text_setups(bench, synthetic_captions(max(bench.num_images // 10, 4 * bench.batch_size)))
     gen = torch.Generator(device=bench.device).manual_seed(bench.seed)
-    order = epoch_order(next(iter(setups.values())), 0).to(bench.device)
+    first = next(iter(setups.values()))
+    order = first.pairing.epoch_order(first.train, first.config.seed, 0).to(bench.device)
     batches = [order[i * bench.batch_size:(i + 1) * bench.batch_size] for i in range(4)]
 
     def step_of(setup: Setup) -> Any:

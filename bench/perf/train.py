@@ -83,7 +83,7 @@ def build_setups(bench: StepBench, data: Any) -> dict[str, Setup]:
         torch.manual_seed(bench.seed)
         setup = setup_from_data(config, data, bench.device)
         if setups:
-            setup.images = next(iter(setups.values())).images  # one resident copy is enough
+            setup.train.images = next(iter(setups.values())).train.images  # one resident copy is enough
         setups[name] = setup
     return setups
 
@@ -101,9 +101,9 @@ def step_closures(bench: StepBench, setups: dict[str, Setup]) -> dict[str, Calla
     first = next(iter(setups.values()))
     aug_gen = torch.Generator(device=bench.device).manual_seed(bench.seed)
     perm_gen = torch.Generator().manual_seed(bench.seed)
-    n = len(first.images)
+    n = len(first.train.images)
     batches = [torch.randperm(n, generator=perm_gen)[:bench.batch_size].to(bench.device) for _ in range(4)]
-    views = torch.cat(first.augment(first.images[batches[0]], aug_gen))
+    views = torch.cat(first.augment(first.train.images[batches[0]], aug_gen))
     if first.bf16:
         views = views.contiguous(memory_format=torch.channels_last)
 
@@ -114,7 +114,7 @@ def step_closures(bench: StepBench, setups: dict[str, Setup]) -> dict[str, Calla
 
     fns: dict[str, Callable[[int], None]] = {
         "encoder": lambda i: encoder_step(first, views),
-        "augment": lambda i: first.augment(first.images[batches[i % 4]], aug_gen),
+        "augment": lambda i: first.augment(first.train.images[batches[i % 4]], aug_gen),
     }
     fns.update({f"step {name}": step_of(setup) for name, setup in setups.items()})
     return fns

@@ -3,40 +3,40 @@ complete trials as dots, pruned ones as grey crosses at their last reported valu
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from tempbench.figures import offscreen_figure
 
-def plot_study(name: str, study: Any, summary: dict[str, Any]) -> bytes | None:
-    """PNG bytes of one scatter per hyperparameter (metric vs value; pruned trials as grey crosses), or None."""
+DPI = 110  # sensitivity.md shows it inline: a 4.2 × 3.4 in panel is then ~460 × 370 px, about a page's width / 2
 
+
+def plot_study(name: str, study: Any, summary: dict[str, Any]) -> Any | None:
+    """The figure (a matplotlib Figure, off pyplot) of one scatter per hyperparameter: the study's objective
+    (`summary["metric"]`) against the value each trial used, pruned trials as grey crosses, the best trial
+    (`summary["best_trial"]`) as a star; None when no trial has a parameter. Write it with
+    `tempbench.figures.save_figure(fig, path, formats=("png",), dpi=DPI)`."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     params = sorted({p for t in trials for p in t.params})
     if not params:
         return None
     cols = min(3, len(params))
     rows = math.ceil(len(params) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
-    FigureCanvasAgg(fig)  # no pyplot: never touches the user's interactive backend
+    fig = offscreen_figure(4.2 * cols, 3.4 * rows)  # a study may run in a notebook: pyplot's backend is left alone
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, param in zip(axes, params, strict=False):
         _scatter_param(ax, trials, param, summary)
     for ax in axes[len(params):]:
         ax.set_visible(False)
     fig.suptitle(f"{name}: {summary['metric']} over {summary['n_complete']} complete trials")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+    return fig
 
 
 def _scatter_param(ax: Any, trials: list, param: str, summary: dict[str, Any]) -> None:
-
+    """One panel: objective against `param`; pruned trials drawn first, so complete ones sit on top of them."""
     for state, style in ((TrialState.PRUNED, {"marker": "x", "color": "0.6", "label": "pruned (last value)"}),
                          (TrialState.COMPLETE, {"marker": "o", "color": "C0", "label": "complete"})):
         points = [(t.params[param], t.value) for t in trials
@@ -55,7 +55,6 @@ def _scatter_param(ax: Any, trials: list, param: str, summary: dict[str, Any]) -
 
 def _is_log_scaled(trials: list, param: str) -> bool:
     """Log x where the search space is log; for grid (categorical) values, where they span a decade or more."""
-
     dist = next(t.distributions[param] for t in trials if param in t.distributions)
     if not isinstance(dist, CategoricalDistribution):
         return bool(dist.log)

@@ -26,9 +26,10 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from tempbench.datasets.files import write_atomic
+from tempbench.figures import save_figure
+from tempbench.util import write_atomic
 
-from .figures import plot_study
+from .figures import DPI, plot_study
 from .repeats import seed_noise
 from .sensitivity import GRID_ATTR, HPARAMS_ATTR, counts
 from .workers import SURPLUS_ATTR
@@ -141,7 +142,7 @@ def write_report(summaries: dict[str, dict[str, Any]], studies: dict[str, Any], 
         _write_atomic(out_dir / f"sensitivity-trials-{name}.csv", _csv_text(_trial_rows(studies[name])).encode())
         figure = plot_study(name, studies[name], summary)
         if figure is not None:
-            _write_atomic(out_dir / "figures" / f"sensitivity-{name}.png", figure)
+            save_figure(figure, out_dir / "figures" / f"sensitivity-{name}.png", formats=("png",), dpi=DPI)
         sections.append(_strategy_section(name, summary, has_figure=figure is not None))
     head = ["# Hyperparameter sensitivity", ""]
     if command:

@@ -30,7 +30,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tempbench.strategies import get_strategy_class
+from tempbench.strategies import Strategy, get_strategy_class
 
 from .samplers import GOALS, describe_sampler, make_pruner, make_sampler, search_distributions
 from .storage import DEFAULT_HEARTBEAT, WORKER_ATTR, open_storage, quiet_experimental, resolve_storage
@@ -73,6 +73,7 @@ class StudyJob:
     strategy: str
     trial_fn: TrialFn
     storage: str
+    strategy_class: type[Strategy]  # resolved with the dataset's pairing: its search space is the one sampled
     study_name: str
     n_trials: int
     grid: dict[str, dict[str, list]] | None = None  # {"strategy": grid, "optim": grid}; None = no grid
@@ -96,7 +97,7 @@ class StudyJob:
         return None if self.grid is None else {k: v for part in self.grid.values() for k, v in part.items()}
 
 
-def run_study(strategy: str, trial_fn: TrialFn, *, n_trials: int | None, grid: bool, storage: str | None,
+def run_study(strategy: str | type[Strategy], trial_fn: TrialFn, *, n_trials: int | None, grid: bool, storage: str | None,
               study_name: str | None, out_dir: Path, seed: int = 0, epochs: int | None = None, workers: int = 1,
               direction: str = "maximize", extra_space: Callable[[Any], dict] | None = None,
               extra_grid: dict[str, list] | None = None, grid_values: dict[str, list] | None = None,
@@ -119,17 +120,21 @@ def run_study(strategy: str, trial_fn: TrialFn, *, n_trials: int | None, grid: b
     return run_job(job, workers)
 
 
-def make_job(strategy: str, trial_fn: TrialFn, *, n_trials: int | None, grid: bool, storage: str | None,
-             study_name: str | None, out_dir: Path, workers: int = 1, extra_grid: dict | None = None,
-             grid_values: dict | None = None, **options: Any) -> StudyJob:
-    """The checked StudyJob of `run_study` (same arguments); bad values raise ValueError before anything runs."""
-    cls = get_strategy_class(strategy)  # unknown name -> ValueError listing the registered ones
+def make_job(strategy: str | type[Strategy], trial_fn: TrialFn, *, n_trials: int | None, grid: bool,
+             storage: str | None, study_name: str | None, out_dir: Path, workers: int = 1,
+             extra_grid: dict | None = None, grid_values: dict | None = None, **options: Any) -> StudyJob:
+    """The checked StudyJob of `run_study` (same arguments); bad values raise ValueError before anything runs.
+
+    strategy: the strategy class as a run configuration resolved it (`RunConfig.strategy_class`: the class of the
+    dataset's pairing, whose search space and grid the study samples), or a name for the `views` class."""
+    cls = strategy if isinstance(strategy, type) else get_strategy_class(strategy)  # unknown name: ValueError
+    strategy = cls.name
     _check(workers, options.get("direction", "maximize"), options.get("goal", "sensitivity"), grid)
     full_grid = _build_grid(cls, strategy, options.get("epochs"), extra_grid, grid_values) if grid else None
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     if options.get("goal") == "tune" and options.get("pruner") is None:
         options["prune"] = True
-    job = StudyJob(strategy, trial_fn, resolve_storage(storage, Path(out_dir), workers),
+    job = StudyJob(strategy, trial_fn, resolve_storage(storage, Path(out_dir), workers), cls,
                    study_name or f"{strategy}-custom", _trial_budget(n_trials, full_grid), grid=full_grid, **options)
     if full_grid is not None:
         job.extra_space = None
@@ -257,7 +262,7 @@ def _sample_params(trial: Any, job: StudyJob) -> dict[str, Any]:
     if job.grid is not None:
         return {part: {name: trial.suggest_categorical(name, values) for name, values in grid.items()}
                 for part, grid in job.grid.items()}
-    space = get_strategy_class(job.strategy).search_space(trial, epochs=job.epochs)
+    space = job.strategy_class.search_space(trial, epochs=job.epochs)
     return {"strategy": space, "optim": job.extra_space(trial) if job.extra_space else {}}
 
 

@@ -35,6 +35,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from tempbench.util import MissingExtra
+
 log = logging.getLogger("tempbench.sensitivity")
 
 WORKER_ATTR = "tempbench.worker"  # trial user attr: "host:pid" of the process that ran it
@@ -63,15 +65,23 @@ def resolve_storage(storage: str | None, out_dir: Path, workers: int = 1) -> str
 
 def with_driver(url: str) -> str:
     """`postgresql://...` (or `mysql://...`) with the installed driver named (`postgresql+psycopg://...`), so the URL
-    works whichever driver SQLAlchemy would default to; ValueError naming the extra when none is installed."""
+    works whichever driver SQLAlchemy would default to. No driver installed: `MissingExtra` for PostgreSQL (the
+    `servers` extra installs psycopg), ValueError naming a driver for MySQL (no extra installs one)."""
     scheme, sep, rest = url.partition("://")
     if scheme not in DRIVERS:
         return url  # sqlite, or a dialect with its driver named already
     for driver, module in DRIVERS[scheme]:
         if importlib.util.find_spec(module) is not None:
             return f"{scheme}+{driver}{sep}{rest}"
-    names = " or ".join(module for _, module in DRIVERS[scheme])
-    raise ValueError(f"storage {scheme}:// needs a driver ({names}): pip install 'tempbench[servers]'")
+    raise missing_driver(scheme)
+
+
+def missing_driver(dialect: str) -> Exception:
+    """The error for an RDB URL of `dialect` ("postgresql", "mysql") whose database driver is not installed."""
+    if dialect.startswith("postgresql"):
+        return MissingExtra("PostgreSQL storage", "servers", missing="psycopg", verb="needs")
+    names = " or ".join(module for _, module in DRIVERS[dialect])
+    return ValueError(f"storage {dialect}:// needs a driver ({names}): pip install {DRIVERS[dialect][0][1]}")
 
 
 @functools.cache
@@ -86,6 +96,8 @@ def open_storage(spec: str, heartbeat: int | None = DEFAULT_HEARTBEAT) -> Any:
     except ValueError:
         raise
     except Exception as exc:
+        if isinstance(exc, ImportError) and spec.startswith("postgresql"):  # e.g. postgresql+psycopg:// without it
+            raise missing_driver("postgresql") from exc
         raise ValueError(f"cannot open Optuna storage {spec!r}: {type(exc).__name__}: {exc}") from exc
 
 

@@ -17,8 +17,6 @@ from tempbench.config import resolve_run_config
 from tempbench.tracking import NestedTracker, RunHandle, Tracker, create_tracker
 from tempbench.train import train
 
-# the per-epoch metrics fed to the pruner: kNN on the held-out slice (views), r_mean on the val split (image_text)
-MONITOR_METRICS = ("knn_monitor", "r_mean_monitor")
 TRIAL_STATE_TAG = "tempbench.trial_state"  # COMPLETE or PRUNED on a trial's MLflow run
 
 
@@ -47,7 +45,8 @@ class RunnerTrialFn:
                                trial_run_name(reporter, params))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            value = next((metrics[k] for k in MONITOR_METRICS if k in metrics), math.nan)
+            # the pairing's validation monitor (views: kNN on the held-out slice; image_text: val r_mean)
+            value = metrics.get(config.pairing.monitor_metric, math.nan)
             if math.isfinite(value):  # every monitor_every epochs
                 try:
                     reporter.report(epoch, value)

@@ -1,23 +1,30 @@
-"""Training: a resolved `RunConfig` -> `Setup` (data, encoder, strategy, optimiser) -> epochs -> result row.
+"""Training: a resolved `RunConfig` -> one run (`recipe`: data, model, strategy, optimiser, loop, evaluation) ->
+its result row (`row`).
 
     from tempbench.train import train
     row = train(config, out_dir=Path("runs/x"))
 """
 
-from .artifacts import ArtifactWarning
-from .loop import NonFiniteLossError, train_one_epoch, train_step
-from .row import TauReport, evaluate_run
-from .run import Progress, run_id, train
-from .setup import Setup, build_setup, setup_from_data
+from tempbench.util import ArtifactWarning
+
+from .recipe import (
+    NonFiniteLossError,
+    Progress,
+    Setup,
+    build_setup,
+    setup_from_data,
+    train,
+    train_one_epoch,
+    train_step,
+)
+from .row import run_id
 
 __all__ = [
     "ArtifactWarning",
     "NonFiniteLossError",
     "Progress",
     "Setup",
-    "TauReport",
     "build_setup",
-    "evaluate_run",
     "run_id",
     "setup_from_data",
     "train",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tempbench.datasets.files import write_atomic
+from tempbench.util import write_atomic
 
 
 def rng_states() -> dict[str, Any]:

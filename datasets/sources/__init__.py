@@ -16,12 +16,12 @@ Pairing: a kind's `pairing` says what its loader returns, "views" (`RawSplits`: 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tempbench.util import did_you_mean, load_entry_points
 
 from ..captions import RawCaptions
 from ..splits import RawSplits
@@ -54,7 +54,6 @@ PAIRINGS = ("views", "image_text")
 VARIANT_OPTION = "caption"  # setting it picks a kind's image_text variant
 _REGISTRY: dict[str, Source] = {}
 _VARIANTS: dict[str, Source] = {}  # kind -> its image_text variant
-_entry_points_loaded = False
 
 
 def register_source(source: Source | Callable[[], Source]) -> Any:
@@ -79,24 +78,15 @@ def register_caption_variant(source: Source) -> Source:
     return source
 
 
-def list_caption_variants() -> list[Source]:
-    """The image_text variants of registered kinds (e.g. hf:NAME?caption=COL), sorted by kind; `list_sources`
-    lists the kinds themselves."""
-    _load_entry_points()
-    return [_VARIANTS[name] for name in sorted(_VARIANTS)]
-
-
 def select_variant(source: Source, options: dict[str, Any]) -> Source:
     """`source`'s image_text variant when `options` set `caption` and it has one, else `source`."""
     return _VARIANTS.get(source.name, source) if options.get(VARIANT_OPTION) not in (None, "") else source
 
 
 def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    # the built-in kinds; caption_tsv, hf_captions and webdataset_shards are the image_text ones
+    """Register the built-in kinds (by importing their modules), then the installed plug-ins, once per process."""
+    # the built-in kinds; caption_tsv, hf_captions and webdataset_shards are the image_text ones. Imported here,
+    # not at the top: each of them imports this module for `register_source`.
     from . import (  # noqa: F401
         caption_tsv,
         hf_captions,
@@ -108,10 +98,14 @@ def _load_entry_points() -> None:
         webdataset_shards,
     )
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        if isinstance(obj, Source):
-            register_source(obj)
+    load_entry_points(ENTRY_POINT_GROUP, _register_plugin)
+
+
+def _register_plugin(name: str, obj: Any) -> None:
+    """An entry point's object: a `Source` is registered; anything else (a module that registered its kinds when
+    imported) needs nothing more."""
+    if isinstance(obj, Source):
+        register_source(obj)
 
 
 def list_sources() -> list[Source]:
@@ -124,10 +118,8 @@ def get_source(kind: str) -> Source:
     """The source kind `kind`; an unknown one raises ValueError listing the registered kinds."""
     _load_entry_points()
     if kind not in _REGISTRY:
-        close = difflib.get_close_matches(kind, list(_REGISTRY), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown source kind {kind!r}{hint}; source kinds: {', '.join(sorted(_REGISTRY))} "
-                         f"(as kind:argument)")
+        raise ValueError(f"unknown source kind {kind!r}{did_you_mean(kind, _REGISTRY)}; source kinds: "
+                         f"{', '.join(sorted(_REGISTRY))} (as kind:argument)")
     return _REGISTRY[kind]
 
 

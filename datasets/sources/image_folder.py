@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..files import write_atomic
+from tempbench.util import write_atomic
+
 from ..locations import cache_dir, extract_archive, imagefolder_root, is_archive
 from ..splits import RawSplits
 from . import Source, register_source

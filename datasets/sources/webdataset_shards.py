@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from tempbench.util import MissingExtra
+
 from ..captions import RawCaptions, cached_tensors, contiguous_splits
 from ..locations import cache_dir
 from . import Source, register_source
@@ -39,7 +41,7 @@ def expand_shards(pattern: str) -> list[Path]:
     try:
         from braceexpand import braceexpand  # a dependency of webdataset (the `text` extra)
     except ImportError as exc:
-        raise ImportError("the wds: source needs webdataset (pip install 'tempbench[text]')") from exc
+        raise missing_text_extra(exc) from exc
 
     paths = [Path(p).expanduser() for p in braceexpand(pattern)]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -49,12 +51,18 @@ def expand_shards(pattern: str) -> list[Path]:
     return paths
 
 
+def missing_text_extra(exc: ImportError) -> MissingExtra:
+    """The one-line error for a failed import of webdataset (or braceexpand, which it brings): the `text` extra."""
+    return MissingExtra("the wds: source", "text", missing=(exc.name or "webdataset").split(".")[0],
+                        verb="needs")
+
+
 def read_shards(paths: list[Path], image_exts: list[str], caption_ext: str, limit: int) -> list[tuple[str, bytes, str]]:
     """(key, encoded image, caption) of every sample of the shards in order (at most `limit` when > 0)."""
     try:
         from webdataset.tariterators import group_by_keys, tar_file_expander
     except ImportError as exc:
-        raise ImportError("the wds: source needs webdataset (pip install 'tempbench[text]')") from exc
+        raise missing_text_extra(exc) from exc
     out: list[tuple[str, bytes, str]] = []
     for path in paths:
         with path.open("rb") as fh:  # opened here so that it is closed here (webdataset's own opener leaks it)

@@ -29,6 +29,12 @@ class DecoupledConfig:
 
 
 class Decoupled(Strategy):
+    """L = mean over 2B anchors of −s⁺/τ + log Σ_{2B−2 negatives} exp(s/τ), one constant τ.
+
+    Written to the slim contract: a Config, `compute`, and declarations. `temperatures()` comes from the buffer
+    named `tau` (the base's `tau_buffer`) and `tau_bounds()` from the declared τ field; no state, so no `update`.
+    """
+
     Config = DecoupledConfig
     tau_hyperparameters = ("tau",)
 
@@ -45,12 +51,6 @@ class Decoupled(Strategy):
         tau = torch.full((batch,), self.config.tau, dtype=z1.dtype, device=z1.device)
         return StepOut(loss=loss, tau=tau, logs={"tau": tau[0]})
 
-    def temperatures(self) -> Tensor:
-        return self.tau.expand(self.num_samples).clone()
-
-    def tau_bounds(self) -> tuple[float, float]:
-        return (self.config.tau, self.config.tau)
-
 
 class DecoupledImageText(Decoupled):
     """The same loss for image–caption pairs: each image anchor against the other captions, each caption anchor
@@ -66,6 +66,3 @@ class DecoupledImageText(Decoupled):
         loss = (torch.logsumexp(rows, dim=1) - sim.diagonal().repeat(2)).mean()
         tau = torch.full((batch, 2), self.config.tau, dtype=z1.dtype, device=z1.device)
         return StepOut(loss=loss, tau=tau, logs={"tau": tau[0, 0]})
-
-    def temperatures(self) -> Tensor:
-        return self.tau.expand(self.num_samples, 2).clone()

@@ -94,7 +94,7 @@ import json, sys
 from pathlib import Path
 from tempbench.config import resolve_run_config
 from tempbench.train import train
-from tempbench.train.distributed import shutdown
+from tempbench.distributed import shutdown
 
 out, mode = Path(sys.argv[1]), sys.argv[2]
 config = resolve_run_config("isogclr", "digits-lt", settings={**json.loads(sys.argv[3]), "checkpoint_every": 1})

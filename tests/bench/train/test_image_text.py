@@ -13,7 +13,6 @@ from PIL import Image
 from tempbench.cli import main
 from tempbench.config import resolve_run_config
 from tempbench.train import build_setup
-from tempbench.train.loop import epoch_order
 
 pytest.importorskip("sentence_transformers")
 
@@ -43,13 +42,14 @@ def captions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_pairs_are_per_caption_and_batches_hold_each_image_once(captions: str) -> None:
     setup = build_setup(resolve_run_config("isogclr", captions, settings=SMOKE))
-    assert setup.config.pairing == "image_text" and setup.strategy.num_samples == 48  # 16 images × 3 captions
+    assert setup.config.pairing.name == "image_text" and setup.strategy.num_samples == 48  # 16 images × 3 captions
     assert setup.strategy.temperatures().shape == (48, 2)
     for epoch in range(3):
-        order = epoch_order(setup, epoch)
-        images = setup.pairs.images[order[:16]]
+        order = setup.pairing.epoch_order(setup.train, 0, epoch)
+        images = setup.train.pairs.images[order[:16]]
         assert len(set(images.tolist())) == 16  # one caption of every image an epoch: never two of one image
-    drawn = {int(c) for e in range(20) for c in setup.pairs.captions[epoch_order(setup, e)]}
+    pairs = setup.train.pairs
+    drawn = {int(c) for e in range(20) for c in pairs.captions[setup.pairing.epoch_order(setup.train, 0, e)]}
     assert len(drawn) == 48  # over epochs every caption is drawn
 
 

@@ -14,9 +14,9 @@ from tempbench.perf.train import synthetic_dataset
 from tempbench.strategies.fixed import Fixed
 from tempbench.strategies.tau_uncertainty import TaU
 from tempbench.train import NonFiniteLossError, run_id, train
-from tempbench.train.artifacts import ArtifactWarning
+from tempbench.util import ArtifactWarning
 from tempbench.train.checkpoint import load_checkpoint
-from tempbench.train.setup import build_model, calibrated_threads
+from tempbench.train.threads import calibrated_threads
 
 # digits-lt: 588 training images, so batch 256 gives 2 steps an epoch
 SMOKE = {"encoder": "small_cnn", "projector_hidden": 32, "projector_out": 16, "batch_size": 256, "epochs": 1,
@@ -128,7 +128,7 @@ def test_thread_calibration_leaves_no_trace_in_the_model() -> None:
     come back as they were, or `threads=0` and an explicit count would evaluate different models."""
     data = synthetic_dataset(64, image_size=8)
     config = resolve_run_config("fixed", "digits", settings={"projector_hidden": 16, "projector_out": 8})
-    model = build_model(config, data, torch.device("cpu"))
+    model = config.pairing.build_model(config, data, torch.device("cpu"), config.projector_out)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     threads = torch.get_num_threads()
     try:

@@ -2,7 +2,7 @@
 space get different temperatures? (iSogCLR's claim: frequent semantics get larger τ, rare ones smaller.)
 
 Density of training caption c: the mean cosine similarity to its k = 10 nearest other training captions in a frozen
-text space (MiniLM, `text_towers.caption_embeddings`). Captions of c's own image do not count: they are paraphrases
+text space (MiniLM, `towers.caption_embeddings`). Captions of c's own image do not count: they are paraphrases
 of one picture, so with 5 per image up to 4 of the 10 nearest would be siblings and density would measure how much
 an image's annotators agreed rather than how common its content is across the dataset. Identical captions of other
 images do count (that is frequency). Neighbours are exact (`search_neighbors`, ties by index).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .features import as_tensor, prepare_features
-from .neighbors import search_neighbors
-from .tau import class_spearman
+from tempbench.eval.features import as_tensor, prepare_features
+from tempbench.eval.neighbors import search_neighbors
+from tempbench.eval.tau import class_spearman
+from tempbench.util import write_atomic, write_or_warn
+
+from .pairs import TrainingPairs
+from .towers import FROZEN_ENCODERS, caption_embeddings
 
 DENSITY_K = 10
 DENSITY_BINS = 10
@@ -146,3 +151,34 @@ def _as_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+@dataclass
+class DensityReport:
+    """Per-pair τ_I, τ_T of a per-sample-τ strategy against each caption's density among the training captions."""
+
+    summary: dict[str, Any]
+    temperatures: Tensor  # (M, 2) CPU
+    captions: Tensor  # (M,)
+
+    @classmethod
+    def of(cls, temperatures: Tensor, pairs: TrainingPairs, data: Any, text_tower: str) -> DensityReport:
+        emb = caption_embeddings(data.captions, text_tower if text_tower in FROZEN_ENCODERS else "minilm")
+        summary = tau_density_analysis(temperatures, emb[pairs.captions], data.caption_image[pairs.captions])
+        return cls(summary, temperatures, pairs.captions)
+
+    def row_fields(self) -> dict[str, float]:
+        return density_row_fields(self.summary)
+
+    def write(self, folder: Path, title: str = "") -> list[Path]:
+        """tau_per_pair.csv, tau_by_density.csv and tau_vs_density.png; a file that fails is a warning."""
+        import pandas as pd  # optional here: the training path runs where only torch and numpy are installed
+
+        per_pair = pd.DataFrame({"caption": self.captions.numpy(), "tau_image": self.temperatures[:, 0].numpy(),
+                                 "tau_text": self.temperatures[:, 1].numpy()})
+        written = [write_or_warn(folder / "tau_per_pair.csv",
+                                 lambda p: write_atomic(p, lambda fh: per_pair.to_csv(fh, index=False))),
+                   write_or_warn(folder / "tau_by_density.csv",
+                                 lambda p: write_atomic(p, lambda fh: self.summary["table"].to_csv(fh, index=False))),
+                   save_density_figure(self.summary, folder / "tau_vs_density.png", title=title)]
+        return [p for p in written if p is not None]

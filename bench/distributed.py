@@ -4,8 +4,9 @@
 The contract: a run on k processes with a per-process batch of B/k computes what one process computes with batch B.
 - Every process draws the same global permutation and the same augmentation parameters for the global batch (one
   shared seeded stream), and renders only its own slice of it.
-- Projector outputs are all-gathered *with gradient* (`torch.distributed.nn.functional.all_gather`), so every anchor
-  sees the global batch's negatives, and every process computes the strategy on the global batch: its loss, and
+- Projector outputs are all-gathered *with gradient* (the functional collective `all_gather_tensor_autograd`, whose
+  backward is a summing reduce-scatter; `torch.distributed.nn.functional.all_gather` did the same and is deprecated),
+  so every anchor sees the global batch's negatives, and every process computes the strategy on the global batch: its loss, and
   with the gathered indices its per-sample state update (u, τ, momentum), identical on every process.
 - Why the gradients come out exact: every process backpropagates the same global loss L; the all-gather's backward
   sums the gradients of a process's own slice over the k processes, k · ∂L/∂z_local, and DistributedDataParallel
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.distributed.nn.functional import all_gather  # the autograd-aware collectives
+
+from tempbench.provenance import resolve_device
+from torch.distributed._functional_collectives import all_gather_tensor_autograd  # current, autograd-aware
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def gather_with_grad(x: Tensor, world: World) -> Tensor:
     """(k·b, ...) every process's (b, ...) rows, in rank order, differentiable (see the module docstring)."""
     if not world.distributed:
         return x
-    return torch.cat(all_gather(x.contiguous()))
+    return all_gather_tensor_autograd(x.contiguous(), gather_dim=0, group=dist.group.WORLD)
 
 
 def gather_rows(x: Tensor, world: World) -> Tensor:
@@ -101,3 +104,34 @@ def shutdown() -> None:
     """Leave the process group, if this process joined one."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def process_device(device: str, world: World) -> torch.device:
+    """The device of this process for a run's `device` setting: under torchrun each process takes the GPU of its
+    local rank."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and world.distributed:
+        resolved = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(resolved)
+    return resolved
+
+
+def check_world(batch_size: int, norm: str, world: World, device: torch.device) -> None:
+    """The global batch must split evenly over the processes; SyncBatchNorm exists on CUDA only."""
+    if batch_size % world.size:
+        raise ValueError(f"batch_size {batch_size} (the global batch) must divide evenly over the {world.size} "
+                         f"processes")
+    if norm == "sync_batch" and device.type != "cuda":
+        raise ValueError("norm='sync_batch' needs CUDA (SyncBatchNorm); on the CPU use norm='group' for a run that "
+                         "is exact across processes, or 'batch' for per-process statistics")
+
+
+def wrap_model(model: torch.nn.Module, norm: str, world: World) -> torch.nn.Module:
+    """The model a step calls: itself, or under torchrun its DistributedDataParallel wrapper (SyncBatchNorm first
+    with norm='sync_batch'). Checkpoints and evaluation keep using the unwrapped model."""
+    if not world.distributed:
+        return model
+    if norm == "sync_batch":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [world.local_rank] if next(model.parameters()).is_cuda else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tempbench.eval.zero_shot import CIFAR_TEMPLATES, zero_shot_classify, zero_shot_weights
+from tempbench.pairings.image_text.zero_shot import CIFAR_TEMPLATES, zero_shot_classify, zero_shot_weights
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog"]
 

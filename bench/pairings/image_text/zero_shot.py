@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .features import as_tensor, normalize_features
+from tempbench.eval.features import as_tensor, normalize_features
 
 # The 18 CIFAR-10/100 prompt templates of OpenAI's CLIP (data/prompts.md), as CLIP_benchmark ships them for
 # cifar10 and cifar100 (via SLIP's templates.json); "{}" is the class name.

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tempbench.eval import prepare_features
-from tempbench.eval.density import (
+from tempbench.pairings.image_text.density import (
     FigureWarning,
     caption_density,
     density_row_fields,

