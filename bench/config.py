@@ -239,6 +239,7 @@ def merge_flags(settings: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[s
 
 
 def parse_literal(raw: str) -> Any:
+    """A `--set` value: JSON first (`0.3`, `true`, `null`, lists), then a TOML literal, else the string itself."""
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
@@ -273,6 +274,7 @@ SUITE_KEYS = ("name", "description", "datasets", "strategies", "seeds", "run", "
 
 
 def list_suites() -> list[str]:
+    """Names of the suites shipped in `tempbench/suites` (`quick`, `cifar10-lt-cpu`, ...)."""
     return sorted(p.name.removesuffix(".toml") for p in resources.files("tempbench").joinpath("suites").iterdir()
                   if p.name.endswith(".toml"))
 
@@ -296,6 +298,8 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def build_suite(data: dict[str, Any], default_name: str, text: str = "") -> Suite:
+    """A `Suite` from a parsed TOML table; unknown keys and strategies fail here. `strategies = "all"` means every
+    strategy of the datasets' one pairing."""
     check_names(data, SUITE_KEYS, "suite key")
     datasets = tuple(data.get("datasets", ["digits", "digits-lt"]))
     pairings = {dataset_pairing(d) for d in datasets}  # the names only: each run resolves its own pairing

@@ -6,8 +6,8 @@ The contract: a run on k processes with a per-process batch of B/k computes what
   shared seeded stream), and renders only its own slice of it.
 - Projector outputs are all-gathered *with gradient* (the functional collective `all_gather_tensor_autograd`, whose
   backward is a summing reduce-scatter; `torch.distributed.nn.functional.all_gather` did the same and is deprecated),
-  so every anchor sees the global batch's negatives, and every process computes the strategy on the global batch: its loss, and
-  with the gathered indices its per-sample state update (u, τ, momentum), identical on every process.
+  so every anchor sees the global batch's negatives, and every process computes the strategy on the global batch:
+  its loss, and with the gathered indices its per-sample state update (u, τ, momentum), identical on every process.
 - Why the gradients come out exact: every process backpropagates the same global loss L; the all-gather's backward
   sums the gradients of a process's own slice over the k processes, k · ∂L/∂z_local, and DistributedDataParallel
   averages the parameter gradients over the k processes, so each parameter receives ∂L/∂θ. Strategy parameters
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.distributed._functional_collectives import all_gather_tensor_autograd  # current, autograd-aware
 
 from tempbench.provenance import resolve_device
-from torch.distributed._functional_collectives import all_gather_tensor_autograd  # current, autograd-aware
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,17 @@ class World:
 
     @property
     def main(self) -> bool:
+        """Rank 0: the process that writes checkpoints, rows and tracking."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
+        """More than one process: collectives are needed."""
         return self.size > 1
 
 
 def launched_by_torchrun() -> bool:
+    """Whether torchrun started this process as one of several (its environment variables say so)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
 
 
@@ -96,6 +99,7 @@ def shard_range(n: int, world: World) -> tuple[int, int]:
 
 
 def barrier(world: World) -> None:
+    """Wait for every process (a no-op on one)."""
     if world.distributed:
         dist.barrier()
 

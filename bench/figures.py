@@ -28,12 +28,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 DPI = 200  # of every PNG; in a PDF (vector) it only sets the resolution of rasterised parts such as colour bars
 FORMATS = ("png", "pdf")  # PNG for Markdown and the MLflow UI, PDF (vector) for papers
@@ -74,20 +71,25 @@ class Style:
 
     @property
     def marker(self) -> str:
+        """The variant's marker (cycling past the last)."""
         return MARKERS[self.variant % len(MARKERS)]
 
     @property
     def linestyle(self) -> str:
+        """The variant's line style (cycling past the last)."""
         return LINESTYLES[self.variant % len(LINESTYLES)]
 
     @property
     def hatch(self) -> str:
+        """The variant's bar hatch (cycling past the last): variants stay apart in grayscale print too."""
         return HATCHES[self.variant % len(HATCHES)]
 
     def line(self) -> dict[str, Any]:
+        """Keyword arguments for `ax.plot` / `ax.errorbar`."""
         return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle}
 
     def bar(self) -> dict[str, Any]:
+        """Keyword arguments for `ax.bar`; white edges keep neighbouring bars of one colour apart."""
         return {"color": self.color, "hatch": self.hatch, "edgecolor": "white", "linewidth": 0.5}
 
 
@@ -199,7 +201,7 @@ def log_count_axis(ax: Any, counts: Any, label: str = "training images per class
     x = np.asarray(counts, dtype=np.float64)
     x = x[np.isfinite(x) & (x > 0)]
     lo, hi = (float(x.min()), float(x.max())) if x.size else (1.0, 10.0)
-    pad = max((hi / lo) ** 0.06, 1.02) if hi > lo else 1.1
+    pad = max((hi / lo) ** 0.06, 1.02) if hi > lo else 1.1  # 6 % of the decades spanned either side, at least 2 %
     ax.set_xscale("log")
     ax.set_xlim(lo / pad, hi * pad)
     count_ticks(ax.xaxis, lo / pad, hi * pad)
@@ -228,40 +230,6 @@ def dodge(values: Any, index: int, count: int, spread: float, log: bool = False)
     offset = (index - (count - 1) / 2) * spread / max(count, 1)
     values = np.asarray(values, dtype=np.float64)
     return values * 10.0**offset if log else values + offset
-
-
-def save_bar_figure(table: pd.DataFrame, x_col: str, metrics: list[str], path: str | os.PathLike[str],
-                    title: str = "", labels: Mapping[str, str] | None = None,
-                    bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> list[Path]:
-    """One panel per metric m: bars per `label` (a configuration, coloured by its `strategy` column when there is
-    one), grouped by `x_col`, heights `<m>_mean`, whiskers `<m>_ci95` clipped at bounds[m] (none where NaN, e.g.
-    one seed; no bar where the mean is NaN). `labels` are the axis labels. Returns the PNG and PDF paths."""
-    labels, bounds = labels or {}, bounds or {}
-    cells = dict(zip(table["label"], table["strategy"] if "strategy" in table else table["label"], strict=True))
-    order, styles, xs = ordered_labels(cells), cell_styles(cells), list(dict.fromkeys(table[x_col]))
-    width = 0.8 / max(1, len(order))
-    with figure(len(metrics), width=max(3.0, 0.8 + 0.22 * len(xs) * len(order)), height=2.8, cols=2) as (fig, axes):
-        for ax, metric in zip(axes, metrics, strict=True):
-            lo, hi = bounds.get(metric, (None, None))
-            for i, label in enumerate(order):
-                sub = table[table["label"] == label].drop_duplicates(x_col).set_index(x_col).reindex(xs)
-                mean, half = sub[f"{metric}_mean"].to_numpy(float), sub[f"{metric}_ci95"].to_numpy(float)
-                ok = np.isfinite(mean)
-                offsets = np.arange(len(xs))[ok] + (i - (len(order) - 1) / 2) * width
-                ax.bar(offsets, mean[ok], width, label=label, **styles[label].bar())
-                ax.hlines(mean[ok], offsets - width / 2, offsets + width / 2, color=styles[label].color,
-                          linewidth=1.2, clip_on=False)  # a bar of height 0 still shows
-                err = whiskers(mean[ok], mean[ok] - half[ok], mean[ok] + half[ok], (lo, hi))
-                ax.errorbar(offsets, mean[ok], yerr=err, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
-            ax.set_xticks(np.arange(len(xs)), [str(x) for x in xs])
-            ax.set_ylabel(labels.get(metric, metric))
-            ax.set_ylim(bottom=lo, top=hi)
-            ax.grid(axis="y", alpha=0.3)
-            ax.set_axisbelow(True)
-        if title:
-            fig.suptitle(title, fontsize="medium")
-        legend_outside(fig, axes)
-        return save_figure(fig, path)
 
 
 class FigureWarning(UserWarning):

@@ -15,6 +15,7 @@ PACKAGES = ("tempbench", "torch", "torchvision", "numpy", "faiss-cpu", "faiss-gp
 
 @functools.cache
 def package_versions() -> dict[str, str]:
+    """Python's and each installed package of PACKAGES' version (an absent one, e.g. faiss-gpu, is left out)."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -55,6 +56,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
+    """A human-readable name of `device` for result rows: the GPU's model, or the CPU with torch's thread count
+    (timings on a CPU depend on both)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

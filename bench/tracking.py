@@ -54,18 +54,29 @@ class RunHandle:
 
 
 class Tracker(Protocol):
-    """What the runner and the sweeps log through."""
+    """What the runner and the sweeps log through. No method raises into training (see the module docstring)."""
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
-                  tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle: ...
+                  tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
+        """Start a run named `name` recording `params` (nested dicts flattened to "a.b.c"), nested under `parent`,
+        with `tags`; with a `key`, reopen the run that carries it instead of starting a second one."""
+        ...
 
-    def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record numbers at `step` (the epoch, 1-based, for per-epoch curves; None: 0)."""
+        ...
 
-    def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None: ...
+    def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None:
+        """Copy the file at `path` into the run's artifacts (under `artifact_dir`)."""
+        ...
 
-    def end_run(self, run: RunHandle, status: str = "FINISHED") -> None: ...
+    def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        """Close the run with an MLflow status: FINISHED, FAILED or KILLED."""
+        ...
 
-    def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None: ...
+    def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None:
+        """Add or overwrite tags of a started run (e.g. its result once known)."""
+        ...
 
 
 class NullTracker:
@@ -73,19 +84,20 @@ class NullTracker:
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
                   tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
+        """A handle without a run id, so callers need no "is tracking on?" branches."""
         return RunHandle(name)
 
     def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
-        pass
+        """Nothing (tracking is off)."""
 
     def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None:
-        pass
+        """Nothing (tracking is off)."""
 
     def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
-        pass
+        """Nothing (tracking is off)."""
 
     def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None:
-        pass
+        """Nothing (tracking is off)."""
 
 
 class MlflowTracker:
@@ -110,22 +122,28 @@ class MlflowTracker:
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
                   tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
+        """`Tracker.start_run`; the parent link is MLflow's `mlflow.parentRunId` tag, the key a `tempbench.key`
+        tag. A handle without a run id once tracking is off."""
         run_id = self._guarded(lambda: self._reopen(key) or self._create_run(name, params, parent, tags, key))
         return RunHandle(name, run_id)
 
     def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """`Tracker.log_metrics`, in batches of MLflow's limit, names cleaned of characters MLflow rejects."""
         if run.run_id is not None:
             self._guarded(lambda: self._log_metrics(run.run_id, metrics, step))
 
     def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None:
+        """`Tracker.log_artifact` into the experiment's artifact location."""
         if run.run_id is not None:
             self._guarded(lambda: self._client.log_artifact(run.run_id, str(path), artifact_dir))
 
     def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        """`Tracker.end_run`: MLflow's `set_terminated` with that status."""
         if run.run_id is not None:
             self._guarded(lambda: self._client.set_terminated(run.run_id, status))
 
     def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None:
+        """`Tracker.set_tags`, values stringified."""
         if run.run_id is not None:
             self._guarded(lambda: self._set_tags(run.run_id, tags))
 
@@ -217,20 +235,25 @@ class NestedTracker:
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
                   tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
+        """A run under this view's parent (unless `parent` is given) with its tags added and its name prefixed."""
         name = f"{self.name_prefix}{name}" if self.name_prefix else name
         return self.tracker.start_run(name, params, parent=parent or self.parent, tags={**self.tags, **(tags or {})},
                                       key=key)
 
     def log_metrics(self, run: RunHandle, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Passed through to the wrapped tracker."""
         self.tracker.log_metrics(run, metrics, step)
 
     def log_artifact(self, run: RunHandle, path: str | Path, artifact_dir: str | None = None) -> None:
+        """Passed through to the wrapped tracker."""
         self.tracker.log_artifact(run, path, artifact_dir)
 
     def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        """Passed through to the wrapped tracker."""
         self.tracker.end_run(run, status)
 
     def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None:
+        """Passed through to the wrapped tracker."""
         self.tracker.set_tags(run, tags)
 
 

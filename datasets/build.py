@@ -55,10 +55,12 @@ class ImageDataset:
 
     @property
     def num_classes(self) -> int:
+        """C: every class of the source, also one the long-tail cut left small (never empty: that is an error)."""
         return len(self.classes)
 
     @property
     def channels(self) -> int:
+        """1 (grayscale) or 3 (RGB), as the images are stored."""
         return int(self.train_images.shape[1])
 
     def summary(self) -> dict[str, Any]:

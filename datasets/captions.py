@@ -102,14 +102,17 @@ class CaptionDataset:
 
     @property
     def channels(self) -> int:
+        """1 (grayscale) or 3 (RGB), as the images are stored."""
         return int(self.images.shape[1])
 
     @property
     def num_images(self) -> int:
+        """N_img over all splits."""
         return int(self.images.shape[0])
 
     @property
     def num_captions(self) -> int:
+        """N_cap over all splits (a training pair is one caption, so this also bounds the pairs)."""
         return len(self.captions)
 
     def _in_split(self, split: str) -> torch.Tensor:

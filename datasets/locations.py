@@ -43,6 +43,7 @@ def find_local(relative: str, looked: list[str]) -> Path | None:
 
 
 def is_archive(path: Path) -> bool:
+    """Whether `path` is a tar archive (.tar, .tar.gz, .tgz) that `extract_archive` can unpack."""
     return path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES)
 
 

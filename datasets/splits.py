@@ -73,6 +73,6 @@ def to_size(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     out = []
     for start in range(0, len(images), chunk):  # bounded float memory for large splits
         x = F.interpolate(images[start:start + chunk].float(), size=(new_h, new_w), mode="bilinear",
-                          antialias=new_h < h, align_corners=False)
+                          antialias=new_h < h, align_corners=False)  # only shrinking can alias
         out.append(x[..., top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8))
     return torch.cat(out).contiguous() if out else images.new_zeros((0, images.shape[1], size, size))

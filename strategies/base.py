@@ -50,13 +50,16 @@ class Clock:
         return self.step / self.steps_per_epoch
 
 
-PAIRINGS = ("views", "image_text")  # what a batch's two inputs are: two augmented views, or an image and its caption
+# What a batch's two inputs are, and the trailing shape of one sample's temperatures under each: views share one τ
+# per sample (both views are anchors of the same sample); image_text keeps [image-anchor τ, text-anchor τ].
+TAU_COLUMNS: dict[str, tuple[int, ...]] = {"views": (), "image_text": (2,)}
+PAIRINGS = tuple(TAU_COLUMNS)
 
 
 def tau_shape(pairing: str, rows: int) -> tuple[int, ...]:
     """Shape of a per-sample temperature table: (rows,) for views; (rows, 2) for image_text, column 0 the image
     anchors' τ and column 1 the text anchors'."""
-    return (rows,) if pairing == "views" else (rows, 2)
+    return (rows, *TAU_COLUMNS[pairing])
 
 
 @dataclass

@@ -55,3 +55,31 @@ def test_flags_that_disagree_with_set_are_an_error() -> None:
 def test_run_settings_exclude_the_strategy_channels() -> None:
     assert "hyperparameters" not in run_setting_names() and "strategy" not in run_setting_names()
     assert {"epochs", "lr", "val_fraction", "subset_seed"} <= set(run_setting_names())
+
+
+def test_everything_a_run_needs_is_resolved_once_into_the_config() -> None:
+    config = resolve_run_config("isogclr", "digits-lt", hyperparameters={"rho": 0.3})
+    assert config.card.name == "digits-lt" and config.pairing.name == "views"
+    assert config.strategy_class is get_strategy_class("isogclr", "views")
+    assert (config.long_tail, config.long_tail_profile, config.n_max, config.image_size) == (0.1, "exp", None, 8)
+    assert config.hyperparameters["rho"] == 0.3 and "tau_init" in config.hyperparameters  # defaults filled in
+    balanced = resolve_run_config("fixed", "digits")
+    assert (balanced.long_tail, balanced.long_tail_profile, balanced.n_max) == (1.0, None, None)
+
+
+def test_the_hash_covers_the_cards_long_tail_cut() -> None:
+    base = resolve_run_config("fixed", "digits-lt")
+    for change in ({"n_max": 100}, {"long_tail_profile": "step"}, {"long_tail": 0.2}):
+        other = resolve_run_config("fixed", "digits-lt", settings=change)
+        assert other.hash() != base.hash(), change
+        assert other.to_dict()[next(iter(change))] == next(iter(change.values()))
+    assert base.to_dict()["pairing"] == "views" and "card" not in base.to_dict()
+
+
+def test_an_image_caption_dataset_resolves_the_image_text_pairing_and_refuses_a_cut(caption_folder) -> None:
+    config = resolve_run_config("isogclr", caption_folder, settings={"text_tower": "random"})
+    assert config.pairing.name == "image_text" and config.card is None
+    assert config.strategy_class is get_strategy_class("isogclr", "image_text")
+    assert config.hyperparameters["rho"] == 4.0  # the image_text class's defaults, not the views class's
+    with pytest.raises(ValueError, match="n_max cut a labelled training split"):
+        resolve_run_config("isogclr", caption_folder, settings={"text_tower": "random", "n_max": 5})

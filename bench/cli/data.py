@@ -20,6 +20,7 @@ GRID_IMAGES = 8  # view pairs in the --views figure
 
 
 def list_(args: argparse.Namespace) -> int:
+    """`tempbench data list`: the shipped cards and the source kinds with their options (`--json` for both)."""
     cards = [get_card(name) for name in list_cards()]
     if args.json:
         print_json({"cards": [c.to_dict() for c in cards],
@@ -37,6 +38,8 @@ def list_(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
+    """`tempbench data show SPEC`: load the dataset as a run would and print its summary; `--views` also writes
+    DIR/views.png."""
     ds = load_dataset(args.dataset, long_tail=args.long_tail, image_size=args.image_size, seed=args.subset_seed)
     summary = ds.summary()
     if args.views:

@@ -17,6 +17,8 @@ from .common import print_json
 
 
 def main(args: argparse.Namespace) -> int:
+    """`tempbench leaderboard`: check the --metric names, read the rows (a CSV or a sweep's storage), write the
+    tables and figures into --out and print the table (or its JSON)."""
     for name in args.metric or []:
         get_metric(name)  # unknown -> ValueError with a did-you-mean
     rows, out, source = rows_from_storage(args) if args.storage else rows_from_file(args)
@@ -29,6 +31,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def rows_from_file(args: argparse.Namespace) -> tuple:
+    """(rows of RUNS.csv, output folder: --out or the CSV's own folder, the command quoted in the tables)."""
     if args.runs is None:
         raise ValueError("give the rows: RUNS.csv, or --storage URL for a sweep on shared storage")
     runs = Path(args.runs)

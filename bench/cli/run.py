@@ -28,6 +28,9 @@ from .common import make_tracker, note, parse_seeds, print_json, tracking_hint
 
 
 def main(args: argparse.Namespace) -> int:
+    """`tempbench run`: resolve every run of the suite first (a bad setting fails before any training), train the
+    missing ones — in this process, or as a grid study over --devices / --storage — then write and print the
+    leaderboard, and log it on the sweep's parent MLflow run."""
     suite = load_suite(args.suite)
     devices = parse_devices(args.devices, args.device)
     settings = parse_run_settings(args.set)

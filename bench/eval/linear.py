@@ -58,6 +58,7 @@ class LogisticFit:
 
     @property
     def params(self) -> tuple[Tensor, Tensor]:
+        """(w, b), as `predict_logistic` and a warm start (`init=`) take them."""
         return self.w, self.b
 
 

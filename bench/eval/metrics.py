@@ -64,6 +64,7 @@ class Metric:
                 raise ValueError(f"metric {self.name!r}: {field} must be one of {valid}, got {value!r}")
 
     def axis_label(self) -> str:
+        """The label with its unit, for figure axes: "kNN-200 top-1 (%)"; a unitless metric keeps its label."""
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
 

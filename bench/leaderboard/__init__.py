@@ -28,6 +28,9 @@ from .table import check_rows, default_metrics, summarize_rows
 
 @dataclass
 class Leaderboard:
+    """What `build_leaderboard` made: `summary` (one row per dataset and configuration cell, `summarize_rows`'
+    columns), the `metrics` shown, the Markdown and terminal renderings, and every file written (tables first)."""
+
     summary: pd.DataFrame
     metrics: list[str]
     markdown: str

@@ -48,6 +48,7 @@ class ClassAxis:
         return dodge(counts, index, series, 0.05 * max(span, 0.07), log=True)
 
     def draw(self, ax: Any, counts: np.ndarray) -> None:
+        """Set up `ax`'s x-axis: a log class-count axis, or one labelled slot per class (labels: the counts)."""
         if not self.balanced:
             log_count_axis(ax, self.counts)
             return
@@ -69,6 +70,9 @@ def _points(ax: object, board: Board, label: str, x: np.ndarray, values: np.ndar
 
 
 def save_tau_vs_frequency(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """The final class-mean τ (`tau_by_class`, (seeds, C) per configuration) against training images per class,
+    one series per per-sample-τ configuration, with its mean Spearman ρ in the legend (iSogCLR's claim: τ tracks
+    how common a class's semantics are). Skip when no configuration learns a τ per sample."""
     found = []
     for label, sub in board.by_cell(rows):
         if not board.per_sample(sub):
@@ -95,6 +99,8 @@ def save_tau_vs_frequency(board: Board, dataset: str, rows: pd.DataFrame, path: 
 
 
 def save_class_accuracy(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """Per-class test accuracy (`per_class_knn200`, `per_class_linear`: (seeds, C) each) against training images
+    per class, one panel per classifier: where a long tail costs accuracy, and which strategy loses less there."""
     cells = board.by_cell(rows)
     panels = []
     for column, metric in PER_CLASS:

@@ -39,11 +39,15 @@ def _band(ax: Any, board: Board, label: str, matrix: np.ndarray, legend: str | N
 
 
 def _per_sample_cells(board: Board, rows: pd.DataFrame) -> list[tuple[str, list[list[dict[str, Any]]]]]:
+    """(label, its seeds' histories) of the per-sample-τ cells that logged a history."""
     return [(label, hists) for label, sub in board.by_cell(rows)
             if board.per_sample(sub) and (hists := board.histories(sub))]
 
 
 def save_tau_classes(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """Class-mean τ over epochs (history `tau_by_class`: (epochs, C) per seed, averaged over seeds), one panel per
+    per-sample-τ configuration, each class a line coloured by its size on a shared log colour bar: whether rare
+    and frequent classes drift apart during training, not only at its end."""
     found = []
     for label, hists in _per_sample_cells(board, rows):
         seeds = [stack([json_list(e.get("tau_by_class")) or [] for e in h]) for h in hists]  # (epochs, C) each
@@ -86,6 +90,8 @@ def snapshot_epochs(epochs: int, count: int = SNAPSHOTS) -> list[int]:
 
 
 def save_tau_quantiles(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """The distribution of the per-sample τ (the logged min, q10 … q90, max; each averaged over seeds) at up to
+    SNAPSHOTS epochs, configurations side by side: whether τ individualises or collapses onto a bound."""
     found = []
     for label, hists in _per_sample_cells(board, rows):
         q = {key: history_matrix(hists, key) for key in QUANTILE_KEYS}
@@ -122,6 +128,8 @@ def save_tau_quantiles(board: Board, dataset: str, rows: pd.DataFrame, path: Pat
 
 
 def save_tau_epochs(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """Mean τ over the training samples at each epoch's end, every configuration on one axis (log y when the
+    values span more than a decade), band 95 % CI over seeds."""
     found = [(label, m) for label, sub in board.by_cell(rows)
              if np.isfinite(m := history_matrix(board.histories(sub), "tau_mean")).any()]
     if not found:
@@ -142,6 +150,9 @@ def save_tau_epochs(board: Board, dataset: str, rows: pd.DataFrame, path: Path) 
 
 
 def save_training(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """Training loss per epoch, one panel per configuration — losses of different strategies are different
+    objectives on different scales, so they are never drawn on one axis — plus, where a slice was held out, one
+    panel of the validation kNN monitor of every configuration (that one is comparable)."""
     cells = [(label, board.histories(sub)) for label, sub in board.by_cell(rows)]
     loss = [(label, m) for label, hists in cells if np.isfinite(m := history_matrix(hists, "loss")).any()]
     monitor = [(label, m) for label, hists in cells if np.isfinite(m := history_matrix(hists, "knn_monitor")).any()]

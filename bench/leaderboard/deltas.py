@@ -40,6 +40,8 @@ def tau_sweeps(board: Board, rows: pd.DataFrame) -> tuple[dict[str, list[tuple[f
 
 
 def save_fixed_tau(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """Accuracy against τ (log x) of each τ sweep of `fixed`, one panel per metric (up to MAX_PANELS), with the
+    other strategies of the same run settings as dashed lines: does any strategy beat the best-tuned constant τ?"""
     sweeps, runs = tau_sweeps(board, rows)
     if not sweeps:
         raise Skip(f"no `{BASELINE}` configurations that differ only in τ on this dataset (a τ sweep draws this)")
@@ -89,6 +91,8 @@ def _tau_ticks(ax: Any, taus: list[float]) -> None:
 
 
 def save_forest(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """A forest plot: per metric (up to 2 · MAX_PANELS panels), every cell's paired Δ against its `fixed` baseline
+    with its 95 % CI over matched seeds; filled markers where the Holm-corrected p < ALPHA."""
     table = board.summary[board.summary["dataset"] == dataset].set_index("label")
     metrics = [m for m in board.metrics if f"{m}_diff" in table and np.isfinite(table[f"{m}_diff"]).any()]
     if not metrics:

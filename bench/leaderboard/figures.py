@@ -19,14 +19,16 @@ every figure with its caption, and every skipped one with the reason.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from tempbench.figures import FigureWarning, save_bar_figure
+from tempbench.figures import FigureWarning, cell_styles, figure, legend_outside, ordered_labels, save_figure, whiskers
 from tempbench.util import slug, write_atomic
 
 from . import classes, curves, deltas
@@ -40,7 +42,42 @@ Builder = Callable[[Board, str, pd.DataFrame, Path], list[Path]]
 ACCURACY_PANELS = 4
 
 
+def save_bar_figure(table: pd.DataFrame, x_col: str, metrics: list[str], path: str | os.PathLike[str],
+                    title: str = "", labels: Mapping[str, str] | None = None,
+                    bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> list[Path]:
+    """One panel per metric m: bars per `label` (a configuration, coloured by its `strategy` column when there is
+    one), grouped by `x_col`, heights `<m>_mean`, whiskers `<m>_ci95` clipped at bounds[m] (none where NaN, e.g.
+    one seed; no bar where the mean is NaN). `labels` are the axis labels. Returns the PNG and PDF paths."""
+    labels, bounds = labels or {}, bounds or {}
+    cells = dict(zip(table["label"], table["strategy"] if "strategy" in table else table["label"], strict=True))
+    order, styles, xs = ordered_labels(cells), cell_styles(cells), list(dict.fromkeys(table[x_col]))
+    width = 0.8 / max(1, len(order))
+    with figure(len(metrics), width=max(3.0, 0.8 + 0.22 * len(xs) * len(order)), height=2.8, cols=2) as (fig, axes):
+        for ax, metric in zip(axes, metrics, strict=True):
+            lo, hi = bounds.get(metric, (None, None))
+            for i, label in enumerate(order):
+                sub = table[table["label"] == label].drop_duplicates(x_col).set_index(x_col).reindex(xs)
+                mean, half = sub[f"{metric}_mean"].to_numpy(float), sub[f"{metric}_ci95"].to_numpy(float)
+                ok = np.isfinite(mean)
+                offsets = np.arange(len(xs))[ok] + (i - (len(order) - 1) / 2) * width
+                ax.bar(offsets, mean[ok], width, label=label, **styles[label].bar())
+                ax.hlines(mean[ok], offsets - width / 2, offsets + width / 2, color=styles[label].color,
+                          linewidth=1.2, clip_on=False)  # a bar of height 0 still shows
+                err = whiskers(mean[ok], mean[ok] - half[ok], mean[ok] + half[ok], (lo, hi))
+                ax.errorbar(offsets, mean[ok], yerr=err, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+            ax.set_xticks(np.arange(len(xs)), [str(x) for x in xs])
+            ax.set_ylabel(labels.get(metric, metric))
+            ax.set_ylim(bottom=lo, top=hi)
+            ax.grid(axis="y", alpha=0.3)
+            ax.set_axisbelow(True)
+        if title:
+            fig.suptitle(title, fontsize="medium")
+        legend_outside(fig, axes)
+        return save_figure(fig, path)
+
+
 def save_accuracy(board: Board, path: Path) -> list[Path]:
+    """Bars of the first ACCURACY_PANELS metrics per dataset and configuration, whiskers 95 % CI over seeds."""
     metrics = board.metrics[:ACCURACY_PANELS]
     axes = {m: metric_axis(m) for m in metrics}
     return save_bar_figure(board.summary, "dataset", metrics, path, labels={m: a[0] for m, a in axes.items()},
@@ -48,6 +85,8 @@ def save_accuracy(board: Board, path: Path) -> list[Path]:
 
 
 def save_groups(board: Board, dataset: str, rows: pd.DataFrame, path: Path) -> list[Path]:
+    """kNN-200 and linear accuracy per class group (many/medium/few, else head/mid/tail), bars per configuration,
+    whiskers 95 % CI over seeds."""
     names = _group_names(rows)
     if not names:
         raise Skip("no class-group accuracies (linear_many/medium/few or linear_head/mid/tail) in these rows")

@@ -94,6 +94,8 @@ class Board:
 
     @classmethod
     def of(cls, rows: pd.DataFrame, summary: pd.DataFrame, metrics: list[str]) -> Board:
+        """The board of `summarize_rows`' summary: every row labelled with its cell's label (via config_hash), and
+        one style per cell, fixed here so that a configuration looks the same in every figure."""
         labels = dict(zip(summary["cell"].astype(str), summary["label"], strict=True))
         rows = rows.assign(label=rows["config_hash"].astype(str).map(labels))
         cells = dict(zip(summary["label"], summary["strategy"], strict=True))

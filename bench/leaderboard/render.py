@@ -31,6 +31,7 @@ def delta_text(rec: pd.Series, metric: str) -> str:
 
 
 def shown_columns(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The table's columns: `metrics`, then the τ analytics columns (EXTRA_COLUMNS) that hold a value somewhere."""
     return [*metrics, *(c for c in EXTRA_COLUMNS if f"{c}_mean" in summary and summary[f"{c}_mean"].notna().any())]
 
 
@@ -89,10 +90,10 @@ def format_terminal(summary: pd.DataFrame, metrics: list[str], width: int = TERM
     Δ of the first metric; `*` marks a separated best mean."""
     blocks = []
     for dataset, table in summary.groupby("dataset", sort=True):
-        label_w = min(30, max(13, *(len(str(x)) for x in table["label"])))
-        cols, used = [], label_w + 7
+        label_w = min(30, max(13, *(len(str(x)) for x in table["label"])))  # longer labels are cut
+        cols, used = [], label_w + 7  # + " seeds "
         for m in shown_columns(summary, metrics):
-            if used + 14 > width - 38:
+            if used + 14 > width - 38:  # a metric cell is 13 wide + a space; the Δ text takes ~38
                 break
             cols.append(m)
             used += 14

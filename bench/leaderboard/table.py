@@ -23,6 +23,7 @@ from .stats import holm, mean_ci, paired_test
 
 KEY_COLUMNS = ("strategy", "dataset", "seed", "config_hash")
 BASELINE = "fixed"
+# the seed (it varies within a cell) and execution settings (how, not what, a run computes): never in a label
 IGNORED_IN_LABELS = ("seed", "device", "progress", "log_every", "checkpoint_every", "compile", "eval_backend")
 EXTRA_COLUMNS = ("tau_spearman", "tau_image_spearman", "tau_text_spearman")  # summarised, never paired
 

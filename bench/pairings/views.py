@@ -12,12 +12,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from tempbench.datasets import Card, ImageDataset, load_dataset
+from tempbench.distributed import gather_rows, gather_with_grad, local_slice, shard_range
 from tempbench.encoders import create_encoder
 from tempbench.eval import (
     Evaluation,
@@ -31,7 +32,6 @@ from tempbench.eval import (
     summarize_tau,
     tau_row_fields,
 )
-from tempbench.distributed import gather_rows, gather_with_grad, local_slice, shard_range
 from tempbench.util import write_atomic, write_or_warn
 
 from .base import HOLDOUT, ORDER, Pairing, TrainData, final_temperatures, register_pairing, seed_for
@@ -50,7 +50,8 @@ class ViewsPairing(Pairing):
     name = "views"
     image_views = 2
     monitor_metric = "knn_monitor"
-    study_settings = {"val_fraction": 0.1}  # the monitor and the study objective read a slice held out of training
+    # the monitor and a study's objective read a slice held out of training, never the test split
+    study_settings: ClassVar[dict[str, Any]] = {"val_fraction": 0.1}
 
     def data_settings(self, card: Card | None, settings: dict[str, Any]) -> dict[str, Any]:
         """The long-tail cut (imbalance factor, profile, n_max) and image size: the user's, else the card's. A
@@ -64,18 +65,22 @@ class ViewsPairing(Pairing):
                 "image_size": settings.get("image_size") or (card.image_size if card is not None else None)}
 
     def check(self, config: RunConfig) -> None:
+        """The kNN monitor reads a slice held out of training: `monitor_every` needs `val_fraction`."""
         if config.monitor_every and not config.val_fraction:
             raise ValueError("monitor_every needs a validation slice to monitor: set val_fraction > 0 as well")
 
     def load(self, config: RunConfig) -> ImageDataset:
+        """The labelled dataset with the config's long-tail cut (imbalance factor, profile, n_max, subset seed)."""
         return load_dataset(config.dataset, long_tail=config.long_tail, image_size=config.image_size,
                             seed=config.subset_seed, profile=config.long_tail_profile, n_max=config.n_max)
 
     def training_data(self, config: RunConfig, data: ImageDataset, device: torch.device) -> TrainData:
+        """The training images that remain after the stratified hold-out, on `device`; one state entry per image."""
         train_idx, val_idx = split_holdout(data.train_labels, config.val_fraction, config.seed)
         return TrainData(data.train_images[train_idx].to(device), train_idx, val_idx, num_samples=len(train_idx))
 
     def build_model(self, config: RunConfig, data: ImageDataset, device: torch.device, out_dim: int) -> nn.Module:
+        """One tower: the config's encoder (backbone + projector to `out_dim`) on `device`."""
         norm = "batch" if config.norm == "sync_batch" else config.norm  # converted to SyncBatchNorm when wrapped
         return create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
                               projector_hidden=config.projector_hidden, projector_out=out_dim, norm=norm).to(device)
@@ -103,6 +108,7 @@ class ViewsPairing(Pairing):
         return {"tau_by_class": class_means(tau, labels, setup.data.num_classes)}
 
     def monitor(self, setup: Setup) -> dict[str, float]:
+        """`knn_monitor`: kNN-200 top-1 (%) of the held-out slice (NaN without one)."""
         return {"knn_monitor": monitor_knn(setup)}
 
     def evaluate(self, setup: Setup) -> tuple[dict[str, Any], TauReport | None]:

@@ -87,8 +87,9 @@ def missing_driver(dialect: str) -> Exception:
 @functools.cache
 def open_storage(spec: str, heartbeat: int | None = DEFAULT_HEARTBEAT) -> Any:
     """The Optuna storage for `spec`: a journal file, or an RDBStorage that records heartbeats every `heartbeat`
-    seconds (None: off) and re-queues trials whose worker died. Failures become a ValueError saying what failed.
-    One per process and spec (cached): each RDBStorage holds a connection pool."""
+    seconds (None: off) and re-queues trials whose worker died. Failures become a ValueError saying what failed, a
+    missing PostgreSQL driver a `MissingExtra`. One per process and spec (cached): each RDBStorage holds a
+    connection pool."""
     try:
         if spec.startswith("journal:"):
             return optuna.storages.JournalStorage(JournalFileBackend(spec.removeprefix("journal:")))
@@ -119,6 +120,7 @@ def _create_rdb(url: str, heartbeat: int | None) -> RDBStorage:
 
 
 def retry_callback() -> RetryHeartbeatStaleTrialCallback:
+    """Optuna's callback that re-queues a failed stale trial (same params) up to MAX_RETRY times."""
     with quiet_experimental():
         return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
@@ -154,6 +156,7 @@ def _fail_dead_local_trials(study: Any) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (signal 0 checks without sending anything)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -169,4 +172,5 @@ def redact(url: str) -> str:
 
 
 def worker_id() -> str:
+    """"host:pid" of this process: what `WORKER_ATTR` records on each trial it runs."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -17,6 +17,7 @@ from tempbench.util import write_atomic
 
 
 def rng_states() -> dict[str, Any]:
+    """Every global random state a run touches (torch, CUDA, numpy, Python), for a checkpoint."""
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -24,6 +25,7 @@ def rng_states() -> dict[str, Any]:
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
+    """Put back what `rng_states` saved (CUDA only where a GPU is present)."""
     torch.set_rng_state(states["torch"])
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])

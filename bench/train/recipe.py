@@ -66,6 +66,7 @@ class Setup:
 
     @property
     def pairing(self) -> Any:
+        """The run's pairing (`config.pairing`), for brevity in the loop."""
         return self.config.pairing
 
 

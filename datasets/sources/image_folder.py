@@ -149,6 +149,7 @@ def load_imagefolder(path: str | Path, options: dict | None = None, image_size: 
     tensors = read_cache(cache_file)
     if tensors is None or len(tensors["train"]) != len(train_paths) or len(tensors["test"]) != len(test_paths):
         images = decode_images(train_paths + test_paths, size, mode)  # one worker pool for both splits
+        # clones: torch.save of a view writes its whole base storage, so each split would carry both
         tensors = {"train": images[:len(train_paths)].clone(), "test": images[len(train_paths):].clone()}
         write_cache(cache_file, tensors)
     return RawSplits(train_images=tensors["train"], train_labels=torch.tensor(train_labels, dtype=torch.int64),

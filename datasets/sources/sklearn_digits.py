@@ -14,7 +14,7 @@ from . import Source, register_source
 
 def load_sklearn(name: str, options: dict[str, Any], image_size: int | None, channels: int | None) -> RawSplits:
     """Values 0..16 scaled to 0..255; a stratified train/test split fixed by `split_seed`."""
-    from sklearn.datasets import load_digits  # scikit-learn is optional for the rest of the package
+    from sklearn.datasets import load_digits  # imported when used: `import tempbench.datasets` stays light
     from sklearn.model_selection import train_test_split
 
     if name != "digits":

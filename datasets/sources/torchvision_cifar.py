@@ -15,6 +15,9 @@ TORCHVISION_SETS = ("CIFAR10", "CIFAR100")
 
 
 def load_torchvision(name: str, options: dict[str, Any], image_size: int | None, channels: int | None) -> RawSplits:
+    """CIFAR-10 or CIFAR-100 (`name`) as stored: uint8 (N, 3, 32, 32), the official 50,000 / 10,000 split. Download
+    or read failures become one FileNotFoundError naming the offline alternatives (a card's error adds every local
+    copy it looked for first)."""
     if name not in TORCHVISION_SETS:
         raise ValueError(f"unknown torchvision dataset {name!r}; valid: {', '.join(TORCHVISION_SETS)}")
     import torchvision  # heavy: imported when this source is used

@@ -75,6 +75,8 @@ def read_shards(paths: list[Path], image_exts: list[str], caption_ext: str, limi
 
 def parse_sample(sample: dict[str, Any], image_exts: list[str], caption_ext: str,
                  path: Path) -> tuple[str, bytes, str]:
+    """(key, encoded image, caption) of one sample grouped by webdataset (members keyed by extension): the first
+    image extension present wins; a sample lacking an image or a caption is a ValueError naming it and its shard."""
     key = sample["__key__"]
     image = next((sample[e] for e in image_exts if e in sample), None)
     if image is None or caption_ext not in sample:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from tempbench.datasets import Card, CaptionDataset, load_dataset
+from tempbench.datasets import CaptionDataset, Card, load_dataset
 from tempbench.distributed import gather_with_grad, local_slice
 from tempbench.encoders import create_encoder
 from tempbench.util import MissingExtra
@@ -49,7 +49,7 @@ class ImageTextPairing(Pairing):
     name = "image_text"
     image_views = 1
     monitor_metric = "r_mean_monitor"
-    study_settings: dict[str, Any] = {}  # image–caption datasets have their own val split to monitor
+    study_settings: ClassVar[dict[str, Any]] = {}  # image–caption datasets have their own val split to monitor
 
     def data_settings(self, card: Card | None, settings: dict[str, Any]) -> dict[str, Any]:
         """The image size (the user's, else the card's); captions take no long-tail cut."""
@@ -61,6 +61,8 @@ class ImageTextPairing(Pairing):
                 "image_size": settings.get("image_size") or (card.image_size if card is not None else None)}
 
     def check(self, config: RunConfig) -> None:
+        """No held-out slice (the dataset has a val split), and the text tower's extra installed: said before any
+        data loads."""
         if config.val_fraction:
             raise ValueError("val_fraction holds out labelled training images; image–caption datasets have their own "
                              "val split, which the val_ metrics and the monitor use")
@@ -70,9 +72,12 @@ class ImageTextPairing(Pairing):
             raise MissingExtra("image–text datasets", "text", missing=missing[0])
 
     def load(self, config: RunConfig) -> CaptionDataset:
+        """The image–caption dataset at the config's image size (decoded once and cached; captions verbatim)."""
         return load_dataset(config.dataset, image_size=config.image_size)
 
     def training_data(self, config: RunConfig, data: CaptionDataset, device: torch.device) -> PairedTrainData:
+        """The training split's images on `device` and its (image, caption) pairs: one state entry per pair
+        (FastCLIP's indexing), so an image's five captions keep five u's and τ's."""
         pairs = TrainingPairs.of(data)
         images = data.images[data.splits["train"]].to(device)
         return PairedTrainData(images, torch.arange(len(data.splits["train"])), torch.zeros(0, dtype=torch.int64),
@@ -111,6 +116,7 @@ class ImageTextPairing(Pairing):
         return gather_with_grad(z1, world), gather_with_grad(z2, world)
 
     def monitor(self, setup: Setup) -> dict[str, float]:
+        """`r_mean_monitor`: r_mean (%) on the val split, never the test split."""
         return {"r_mean_monitor": val_r_mean(setup.model, setup.data, setup.config, setup.device)}
 
     def evaluate(self, setup: Setup) -> tuple[dict[str, Any], DensityReport | None]:

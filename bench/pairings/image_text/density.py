@@ -163,11 +163,14 @@ class DensityReport:
 
     @classmethod
     def of(cls, temperatures: Tensor, pairs: TrainingPairs, data: Any, text_tower: str) -> DensityReport:
+        """The analysis of `temperatures` (M, 2), row j the (τ_I, τ_T) of training pair j, against each pair's caption
+        density in the frozen MiniLM space (a trainable hf: tower's space moves during training, so MiniLM is used)."""
         emb = caption_embeddings(data.captions, text_tower if text_tower in FROZEN_ENCODERS else "minilm")
         summary = tau_density_analysis(temperatures, emb[pairs.captions], data.caption_image[pairs.captions])
         return cls(summary, temperatures, pairs.captions)
 
     def row_fields(self) -> dict[str, float]:
+        """`tau_image_spearman`, `tau_text_spearman`: what the result row keeps of the analysis."""
         return density_row_fields(self.summary)
 
     def write(self, folder: Path, title: str = "") -> list[Path]:

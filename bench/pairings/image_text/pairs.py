@@ -31,6 +31,7 @@ class TrainingPairs:
 
     @classmethod
     def of(cls, data: CaptionDataset) -> TrainingPairs:
+        """The pairs of `data`'s training split; a training image without any caption is an error."""
         _, captions, local = data.split_pairs("train")
         counts = torch.bincount(local, minlength=len(data.splits["train"]))
         if (counts == 0).any():
@@ -53,9 +54,11 @@ class ImageTextModel(nn.Module):
         self.feature_dim = image.feature_dim
 
     def features(self, x: Tensor) -> Tensor:
+        """(B, F) backbone features of the image tower (what the thread calibration and feature code call)."""
         return self.image.features(x)
 
     def forward(self, images: Tensor, captions: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """(image projections, text projections), each (B, out); the image tower's alone without captions."""
         if captions is None:  # an image-only call (thread calibration)
             return self.image(images)
         return self.image(images), self.text(captions)

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tempbench.datasets import cache_dir
-from tempbench.util import MissingExtra, write_atomic
 from tempbench.encoders import Projector
+from tempbench.util import MissingExtra, write_atomic
 
 FROZEN_ENCODERS = {"minilm": 384}  # name -> embedding width
 EMBED_CACHE_VERSION = 1  # bump when the embedding computation changes, so old caches are ignored

@@ -10,7 +10,9 @@ import pytest
 
 from tempbench.figures import (
     BUILTIN_COLORS,
+    FigureWarning,
     cell_styles,
+    figure,
     log_count_axis,
     new_figure,
     ordered_labels,
@@ -84,6 +86,34 @@ def test_save_figure_writes_png_and_pdf_atomically(tmp_path):
         pyplot_agg().close(fig)
     assert [p.name for p in paths] == ["f.png", "f.pdf"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]  # no temporary file left behind
+
+
+def test_save_figure_writes_the_formats_asked_for_and_closes_the_figure(tmp_path):
+    plt = pyplot_agg()
+    fig, (ax,) = new_figure(1)
+    ax.plot([1, 2], [3, 4])
+    assert save_figure(fig, tmp_path / "views.png", formats=("png",), dpi=50) == [tmp_path / "views.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["views.png"] and fig.number not in plt.get_fignums()
+
+
+def test_a_failed_write_can_be_a_warning_instead_of_an_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    fig, _ = new_figure(1)
+    with pytest.warns(FigureWarning, match="could not write"):
+        assert save_figure(fig, tmp_path / "file" / "f.png", warn=True) == []
+    fig, _ = new_figure(1)
+    with pytest.raises(OSError):
+        save_figure(fig, tmp_path / "file" / "f.png")
+    assert fig.number not in pyplot_agg().get_fignums()  # closed although the write failed
+
+
+def test_a_figure_that_fails_while_drawing_is_closed_too():
+    plt = pyplot_agg()
+    before = set(plt.get_fignums())
+    with pytest.raises(RuntimeError, match="boom"), figure(2) as (_, axes):
+        axes[0].plot([1, 2], [3, 4])
+        raise RuntimeError("boom")
+    assert set(plt.get_fignums()) == before
 
 
 def test_snapshot_epochs_spread_over_training():

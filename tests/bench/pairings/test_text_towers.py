@@ -1,5 +1,6 @@
-"""Text towers (tempbench.pairings.image_text.towers): the embedding cache and the projector with a stand-in encoder (no extra
-needed), the packaged MiniLM offline, and a trainable hf: tower on a tiny random BERT built without the network."""
+"""Text towers (tempbench.pairings.image_text.towers): the embedding cache and the projector with a stand-in
+encoder (no extra needed), the packaged MiniLM offline, and a trainable hf: tower on a tiny random BERT built without
+the network."""
 
 from __future__ import annotations
 
