@@ -28,9 +28,11 @@ from torchvision.ops import roi_align
 RECIPES = ("simclr", "digits", "clip")
 CLIP_SCALE = (0.5, 1.0)  # the iSogCLR authors' image–text crop; no colour changes, which captions may describe
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
+# SimCLR's colour distortion at strength s = 0.5 (0.8s, 0.8s, 0.8s, 0.2s), the strength of its CIFAR-10 runs
+# (appendix B.9); s = 1 is its ImageNet setting
 JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}
-P_JITTER, P_GRAY, P_FLIP, P_BLUR = 0.8, 0.2, 0.5, 0.5
-RATIO = (3 / 4, 4 / 3)
+P_JITTER, P_GRAY, P_FLIP, P_BLUR = 0.8, 0.2, 0.5, 0.5  # SimCLR appendix A's probabilities
+RATIO = (3 / 4, 4 / 3)  # torchvision's RandomResizedCrop default
 DIGITS = {"degrees": 10.0, "translate": 1 / 8, "scale": (0.9, 1.1), "noise": 0.05}
 
 
@@ -66,7 +68,7 @@ def rgb_to_hsv(x: Tensor) -> Tensor:
     on ties: R, then G, as torchvision), so one gather replaces three masked branches."""
     maxc, arg = x.max(1, keepdim=True)
     span = maxc - x.amin(1, keepdim=True)
-    sat = span / maxc.clamp_min(1e-12)
+    sat = span / maxc.clamp_min(1e-12)  # black pixels get saturation 0, not 0 / 0 = NaN
     diff = x[:, [1, 2, 0]] - x[:, [2, 0, 1]]  # g − b, b − r, r − g: the numerator when R, G, B is the maximum
     hue = (diff.gather(1, arg) / span.clamp_min(1e-12) + 2.0 * arg) / 6.0
     hue = torch.where(span > 0, torch.remainder(hue, 1.0), 0.0)  # grays have hue 0
@@ -133,6 +135,8 @@ class TwoViewAugment:
             raise ValueError(f"mean and std need one value per channel and std > 0, got {mean} and {std}")
         self.recipe, self.image_size = recipe, image_size
         self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
+        # a 0.08-area crop of a 32 px image is a ~9 px patch; 0.2 is the usual small-image floor (e.g. SupContrast's
+        # CIFAR recipe), 0.08 the Inception/SimCLR ImageNet one
         self.scale = (0.2, 1.0) if image_size <= 64 else (0.08, 1.0)
         self.blur_kernel = (int(0.1 * image_size) // 2) * 2 + 1 if image_size >= 64 else 0  # odd, ~10% of the side
         self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}  # mean/std per device: no host copy per call
@@ -155,7 +159,12 @@ class TwoViewAugment:
     # ---- parameters ------------------------------------------------------------------------------------------
     def sample_params(self, batch: int, height: int, width: int, generator: torch.Generator,
                       device: torch.device | str = "cpu", channels: int = 3) -> dict[str, Tensor]:
-        """Per-sample parameters for 2·batch renders, each a (2B, ...) tensor on `device`."""
+        """Per-sample parameters for views·batch renders, each a (views·B, ...) tensor on `device` (rows 0..B−1 are
+        view 1, B..2B−1 view 2), drawn in a fixed order from `generator` so a seed fixes every view.
+
+        Keys: "clip": box (n, 4), flip; "digits": angle (degrees), tx, ty (fractions of the side), scale, noise
+        (n, C, S, S); "simclr": box, flip, brightness, contrast, saturation (factors), hue (turns), gray,
+        blur_sigma (pixels, 0 = no blur)."""
         n, device = self.views * batch, torch.device(device)
         if self.recipe == "clip":
             return {"box": self.sample_boxes(n, height, width, generator, device, CLIP_SCALE),
@@ -231,6 +240,7 @@ class TwoViewAugment:
         if x.shape[1] == 3:
             x = torch.lerp(x, gray(x), p["gray"].to(x.dtype).view(-1, 1, 1, 1))  # weight 0 or 1: exact choice
         if self.blur_kernel:
+            # σ = 0 marks "no blur" and would divide by zero in the kernel; those rows are discarded by the lerp below
             blurred = gaussian_blur(x, p["blur_sigma"].clamp(min=0.1), self.blur_kernel)
             x = torch.lerp(x, blurred, (p["blur_sigma"] > 0).to(x.dtype).view(-1, 1, 1, 1))
         return x
@@ -259,8 +269,12 @@ class TwoViewAugment:
         return shift_hue(x, p["hue"])
 
     def render_digits(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """Affine jitter (rotation, translation, scale about the centre) plus additive Gaussian noise of images in
+        [0, 1] (B, C, H, W) -> (views·B, C, S, S) in [0, 1]; bilinear sampling, zero padding (the digits' background
+        is 0, so a shifted digit gains no border)."""
         n, s = p["angle"].shape[0], self.image_size
         rad = p["angle"] * (math.pi / 180)
+        # theta samples the input: dividing by the scale enlarges the digit by that scale in the output
         cos, sin = torch.cos(rad) / p["scale"], torch.sin(rad) / p["scale"]
         # theta maps output to input coordinates in [-1, 1]: a shift of f·side is 2f there
         theta = torch.stack((torch.stack((cos, -sin, 2 * p["tx"]), 1), torch.stack((sin, cos, 2 * p["ty"]), 1)), 1)

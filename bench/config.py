@@ -1,7 +1,8 @@
 """Run configuration, resolved once.
 
-A `RunConfig` is one training run, frozen and fully resolved: the strategy's hyperparameters checked against its own
-config with every default filled in, the dataset's long-tail factor and image size taken from its card. Whatever
+A `RunConfig` is one training run, frozen and fully resolved: the dataset's card read once (its long-tail cut —
+imbalance factor, profile, n_max — and image size become fields), the pairing the dataset declares, the strategy
+class for that pairing and its config built and checked once with every default filled in. Whatever
 the source — a suite file, command-line flags and `--set key=value`, an Optuna trial, a benchmark — it goes through
 `resolve_run_config` before any data loads, and `RunConfig.hash` is taken over those resolved values, so one
 experiment has one hash however it was spelled.
@@ -51,6 +52,8 @@ class RunConfig:
     image_size: int | None = None  # side of the images a run sees; None = the source's own (no card)
     encoder: str = "small_cnn"  # small_cnn | resnet18 | resnet50 (the image tower of an image_text run)
     text_tower: str = "minilm"  # image_text only: minilm (frozen all-MiniLM-L6-v2 + projector) | hf:NAME (trainable)
+    towers: str = "trained"  # image_text: trained (the image encoder learns) | locked (pretrained, frozen, cached)
+    epoch_by: str = "images"  # image_text: images (one caption per image an epoch) | pairs (every pair once)
     norm: str = "batch"  # batch | group (batch-independent) | sync_batch (BatchNorm synchronised across processes)
     projector_hidden: int = 256
     projector_out: int = 128
@@ -76,6 +79,7 @@ class RunConfig:
     pairing: Pairing = field(default_factory=lambda: get_pairing("views"), compare=False)
     card: Card | None = field(default=None, compare=False, repr=False)
     strategy_class: type[Strategy] | None = field(default=None, compare=False, repr=False)
+    strategy_config: object = field(default=None, compare=False, repr=False)  # its Config, built and checked once
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -97,6 +101,10 @@ class RunConfig:
             raise ValueError(f"n_max must be >= 1, got {self.n_max!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be one of 'auto', 'bf16', 'fp32'; got {self.precision!r}")
+        if self.towers not in ("trained", "locked"):
+            raise ValueError(f"towers must be 'trained' or 'locked', got {self.towers!r}")
+        if self.epoch_by not in ("images", "pairs"):
+            raise ValueError(f"epoch_by must be 'images' or 'pairs', got {self.epoch_by!r}")
         if self.norm not in ("batch", "group", "sync_batch"):
             raise ValueError(f"norm must be one of 'batch', 'group', 'sync_batch'; got {self.norm!r}")
         if self.image_size is not None and self.image_size < 1:
@@ -121,7 +129,8 @@ class RunConfig:
 EXECUTION_SETTINGS = ("device", "threads", "precision", "progress", "log_every", "checkpoint_every", "compile",
                       "eval_backend")
 UNHASHED = ("seed", *EXECUTION_SETTINGS)
-RESOLVED_OBJECTS = ("card", "strategy_class")  # objects, not values: to_dict leaves them out (`pairing` is a name)
+# objects, not values: to_dict leaves them out (`pairing` is recorded by name)
+RESOLVED_OBJECTS = ("card", "strategy_class", "strategy_config")
 # Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels, and the
 # pairing, card and strategy class are resolved from the dataset and strategy names.
 NOT_SETTINGS = ("strategy", "hyperparameters", "pairing", *RESOLVED_OBJECTS)
@@ -180,10 +189,11 @@ def resolve_run_config(strategy: str, dataset: str, *, settings: Mapping[str, An
     assigned, assigned_hp = split_assignments(assignments, strategy_class)
     settings = merge_flags(assigned, settings or {})
     check_names(settings, run_setting_names(), "run setting")
-    resolved = strategy_class.resolve_hyperparameters(**{**dict(hyperparameters or {}), **assigned_hp})
+    strategy_config = strategy_class.build_config(**{**dict(hyperparameters or {}), **assigned_hp})
     values = {**settings, **pairing.data_settings(card, settings)}
-    return RunConfig(strategy=strategy, dataset=dataset, hyperparameters=_jsonable(resolved), **values,
-                     pairing=pairing, card=card, strategy_class=strategy_class)
+    resolved = _jsonable(dataclasses.asdict(strategy_config))
+    return RunConfig(strategy=strategy, dataset=dataset, hyperparameters=resolved, **values, pairing=pairing,
+                     card=card, strategy_class=strategy_class, strategy_config=strategy_config)
 
 
 def resolve_pairing(dataset: str, card: Card | None = None) -> Pairing:
@@ -262,15 +272,23 @@ class Suite:
     run: Mapping[str, Any]
     hyperparameters: Mapping[str, Mapping[str, Any]]
     text: str = ""  # the TOML it was read from (tracked with the sweep)
+    # more configurations of listed strategies, each its own leaderboard cell: name -> {"strategy": S, hyperparameters}
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """(strategy, hyperparameters) of every cell per dataset and seed: the strategies, then the variants."""
+        own = [(s, dict(self.hyperparameters.get(s, {}))) for s in self.strategies]
+        extra = [(v["strategy"], {k: x for k, x in v.items() if k != "strategy"}) for v in self.variants.values()]
+        return own + extra
 
     def configs(self, seeds: Sequence[int] | None = None, **settings: Any) -> list[RunConfig]:
         """Every run, resolved; `settings` override the suite's [run] table."""
-        return [resolve_run_config(s, d, settings={**self.run, **settings, "seed": seed},
-                                   hyperparameters=self.hyperparameters.get(s, {}))
-                for seed in (self.seeds if seeds is None else seeds) for d in self.datasets for s in self.strategies]
+        return [resolve_run_config(s, d, settings={**self.run, **settings, "seed": seed}, hyperparameters=hp)
+                for seed in (self.seeds if seeds is None else seeds) for d in self.datasets
+                for s, hp in self.entries()]
 
 
-SUITE_KEYS = ("name", "description", "datasets", "strategies", "seeds", "run", "hyperparameters")
+SUITE_KEYS = ("name", "description", "datasets", "strategies", "seeds", "run", "hyperparameters", "variants")
 
 
 def list_suites() -> list[str]:
@@ -311,8 +329,12 @@ def build_suite(data: dict[str, Any], default_name: str, text: str = "") -> Suit
     strategies = list(strategies)
     hyperparameters = {k: dict(v) for k, v in data.get("hyperparameters", {}).items()}
     check_names(hyperparameters, strategies, "strategy in [hyperparameters]")
+    variants = {k: dict(v) for k, v in data.get("variants", {}).items()}
+    for name, variant in variants.items():
+        if not isinstance(variant.get("strategy"), str):
+            raise ValueError(f"[variants.{name}] needs strategy = \"NAME\" (the strategy it configures)")
     seeds = data.get("seeds", 1)
     return Suite(name=data.get("name", default_name), description=data.get("description", ""),
                  datasets=datasets, strategies=tuple(strategies),
                  seeds=tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds), run=dict(data.get("run", {})),
-                 hyperparameters=hyperparameters, text=text)
+                 hyperparameters=hyperparameters, text=text, variants=variants)

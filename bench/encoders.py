@@ -35,6 +35,8 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 
 def norm_layer_1d(kind: str, features: int) -> nn.Module:
+    """The normalisation after a hidden linear layer, (B, features) -> (B, features): BatchNorm1d, or GroupNorm over
+    groups of features (per sample, so independent of the batch as in `norm_layer`)."""
     return nn.BatchNorm1d(features) if kind == "batch" else norm_layer(kind, features)
 
 
@@ -72,6 +74,7 @@ class SmallCNN(nn.Module):
         self.feature_dim = channels
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, in_channels, H, W) -> (B, feature_dim) features: the conv body, then a global spatial mean."""
         return self.body(x).mean(dim=(2, 3))
 
 
@@ -114,6 +117,8 @@ class Projector(nn.Module):
         self.out_features = out
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, in_features) backbone features -> (B, out_features) projections, not normalised (the strategy
+        L2-normalises what its loss compares)."""
         return self.net(x)
 
 
@@ -135,20 +140,29 @@ class ContrastiveModel(nn.Module):
         return self.backbone(x)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) images -> (B, out_dim) projector outputs: what the strategy's loss sees, never evaluated."""
         return self.projector(self.backbone(x))
 
 
 def build_small_cnn(in_channels: int, cifar_stem: bool | None, norm: str = "batch") -> nn.Module:
+    """`SmallCNN` with its default widths (feature_dim 256); it has no stem to choose, so cifar_stem must be None."""
     if cifar_stem is not None:
         raise ValueError("cifar_stem applies to the ResNets only; leave it None for 'small_cnn'")
     return SmallCNN(in_channels, norm=norm)
 
 
 def build_resnet18(in_channels: int, cifar_stem: bool, norm: str = "batch") -> nn.Module:
+    """ResNet-18 (He et al., CVPR 2016) backbone, randomly initialised, feature_dim 512 (see `adapt_resnet`).
+
+    `norm_layer=partial(norm_layer, norm)`: torchvision calls norm_layer(channels) for every norm in the residual
+    blocks, so GroupNorm replaces all of them, not just the stem's.
+    """
     return adapt_resnet(resnet18(weights=None, norm_layer=partial(norm_layer, norm)), in_channels, cifar_stem, norm)
 
 
 def build_resnet50(in_channels: int, cifar_stem: bool, norm: str = "batch") -> nn.Module:
+    """ResNet-50 (He et al., CVPR 2016; bottleneck blocks) backbone, randomly initialised, feature_dim 2048 (see
+    `adapt_resnet`); `norm` applies to every normalisation, as in `build_resnet18`."""
     return adapt_resnet(resnet50(weights=None, norm_layer=partial(norm_layer, norm)), in_channels, cifar_stem, norm)
 
 
@@ -157,7 +171,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": build_resnet18,
     "resnet50": build_resnet50,
 }
-USES_STEM = {"resnet18", "resnet50"}
+USES_STEM = {"resnet18", "resnet50"}  # encoders with an ImageNet/CIFAR stem to choose (`resolve_cifar_stem`)
 
 
 def list_encoders() -> list[str]:

@@ -265,12 +265,6 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, formats: Sequence[str
     return out
 
 
-def save_figure_atomic(fig: Any, path: str | os.PathLike[str]) -> Path:
-    """Deprecated: `save_figure(fig, path, formats=("png",), close=False)[0]`, kept until its last caller
-    (tempbench.eval.density) moves to `save_figure`."""
-    return save_figure(fig, path, formats=("png",), close=False)[0]
-
-
 def pyplot_agg() -> Any:
     """pyplot on the non-interactive Agg backend (headless machines, no GUI warnings in tests)."""
     import matplotlib

@@ -92,3 +92,8 @@ def write_or_warn(path: Path, write: Callable[[Path], Any]) -> Path | None:
         warnings.warn(f"could not write {path}: {type(exc).__name__}: {exc}", ArtifactWarning, stacklevel=2)
         return None
     return path
+
+
+class FewVisitsWarning(UserWarning):
+    """A per-sample strategy's state entries were updated too few times on average for its τ to have
+    individualised: the run's per-sample numbers describe how often each entry was visited, not what it learned."""

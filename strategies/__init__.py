@@ -9,6 +9,8 @@ each sample) or "image_text" (an image and its caption).
 
 from . import (  # noqa: F401  (registers the built-ins)
     cosine,
+    dcl,
+    dystress,
     fixed,
     isogclr,
     isogclr_image_text,
@@ -17,9 +19,12 @@ from . import (  # noqa: F401  (registers the built-ins)
     macl,
     piecewise,
     rgclg,
+    siglip,
     sogclr,
     sogclr_image_text,
+    tau_free,
     tau_uncertainty,
+    tempnet,
 )
 from .base import PAIRINGS, Clock, StepOut, Strategy, tau_shape
 from .global_tau import GlobalTauStrategy

@@ -42,6 +42,11 @@ class SogCLRImageText(ImageTextGCL):
 
     Config = SogCLRImageTextConfig
     tau_hyperparameters = ("tau",)
+    presets = frozen(
+        default=SogCLRImageTextConfig(),
+        # LibAUC 2.0.1 GCLoss_v2 ("global" τ): γ 0.9 and its batch-wide first-visit rule, τ as ours
+        libauc=SogCLRImageTextConfig(tau=0.01, gamma=0.9, first_visit="batch"),
+    )
     space = frozen(tau=log_uniform(0.005, 0.1), gamma=uniform(0.2, 1.0))
     grid = frozen(tau=(0.005, 0.01, 0.02, 0.03, 0.05, 0.07), gamma=(0.2, 0.5, 0.8, 0.9))
 

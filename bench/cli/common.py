@@ -13,6 +13,8 @@ from tempbench.tracking import Tracker, create_tracker, ui_command
 
 
 def make_tracker(args: argparse.Namespace, out: Path) -> Tracker:
+    """The MLflow tracker the tracking options ask for (`add_tracking`): off with --no-tracking, --tracking-uri when
+    given, else a SQLite store under `out`."""
     return create_tracker(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, out_dir=out)
 
 
@@ -28,7 +30,7 @@ def tracking_hint(args: argparse.Namespace, out: Path) -> str:
 def parse_seeds(text: str) -> list[int]:
     """"0,1,2" or "0-4" (inclusive) -> the seeds; a bare count is refused as ambiguous."""
     try:
-        if "-" in text.strip("-"):
+        if "-" in text.strip("-"):  # strip: a negative number is no range
             low, high = (int(x) for x in text.split("-", 1))
             seeds = list(range(low, high + 1))
         elif "," in text:

@@ -11,7 +11,7 @@ from tempbench.strategies import get_strategy_class, list_strategies, strategy_p
 
 from .common import print_json
 
-CAPABILITIES = ("per_sample_state", "per_sample_tau", "learnable")
+CAPABILITIES = ("per_sample_state", "per_sample_tau", "learnable")  # the Strategy class flags a listing shows
 
 
 def strategy_info(name: str, pairing: str) -> dict[str, Any]:
@@ -27,6 +27,8 @@ def strategy_info(name: str, pairing: str) -> dict[str, Any]:
 
 
 def strategies(args: argparse.Namespace) -> int:
+    """`tempbench strategies`: every registered strategy × pairing with its first doc line, capabilities and
+    hyperparameters (default, range or type); JSON with --json. Exit code 0."""
     infos = [strategy_info(n, p) for n in list_strategies() for p in strategy_pairings(n)]
     if args.json:
         print_json(infos)
@@ -42,6 +44,8 @@ def strategies(args: argparse.Namespace) -> int:
 
 
 def metrics(args: argparse.Namespace) -> int:
+    """`tempbench metrics`: every registered metric with its split, pairing, leaderboard/summary flags, label and
+    protocol; JSON (without the compute function) with --json. Exit code 0."""
     found = list_metrics()
     if args.json:
         print_json([{k: v for k, v in dataclasses.asdict(m).items() if k != "compute"} for m in found])

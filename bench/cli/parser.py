@@ -32,6 +32,8 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
 
 def command(subparsers: argparse._SubParsersAction, name: str, impl: str, help: str,
             description: str = "") -> argparse.ArgumentParser:
+    """Add sub-command `name` whose implementation is `impl` ("module:function", imported only when it runs; stored
+    as `args.impl`); the description defaults to the one-line help."""
     p = subparsers.add_parser(name, help=help, description=description or help, formatter_class=Formatter)
     p.set_defaults(impl=impl)
     return p
@@ -39,26 +41,32 @@ def command(subparsers: argparse._SubParsersAction, name: str, impl: str, help: 
 
 # ---- shared options -------------------------------------------------------------------------------------------
 def add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """--device: where to run (unset: the run settings decide, "auto" picks CUDA when present)."""
     p.add_argument("--device", default=default, help="auto | cpu | cuda | cuda:N (unset: the run settings' auto)")
 
 
 def add_out(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
+    """--out DIR, always a directory; `what` says what the command writes there (and the default when unset)."""
     p.add_argument("--out", default=default, metavar="DIR", help=f"output directory: {what}")
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
+    """--json: the result as JSON on stdout; progress lines stay on stderr, so stdout parses."""
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (progress on stderr)")
 
 
 def add_set(p: argparse.ArgumentParser, what: str) -> None:
+    """--set KEY=VALUE, repeatable (collected into a list); `what` says which keys the command accepts."""
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=what)
 
 
 def add_figures(p: argparse.ArgumentParser) -> None:
+    """--no-figures: leaderboard tables without the figures."""
     p.add_argument("--no-figures", action="store_true", help="write the leaderboard tables only (figures take seconds)")
 
 
 def add_tracking(p: argparse.ArgumentParser) -> None:
+    """--tracking-uri URI and --no-tracking: where MLflow runs go (unset: a SQLite store in --out), or nowhere."""
     p.add_argument("--tracking-uri", default=None, metavar="URI",
                    help="MLflow tracking URI (unset: a SQLite store in --out)")
     p.add_argument("--no-tracking", action="store_true", help="write no MLflow runs")
@@ -71,6 +79,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `tempbench` parser with every sub-command; each sets `args.impl`, the "module:function" to run."""
     parser = argparse.ArgumentParser(
         prog="tempbench", formatter_class=Formatter,
         description="Benchmark temperature strategies in contrastive self-supervised learning. Start with "
@@ -85,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---- commands ---------------------------------------------------------------------------------------------------
 def add_train(sub: argparse._SubParsersAction) -> None:
+    """`tempbench train`: one strategy on one dataset, one seed; optionally over N local processes (torchrun)."""
     p = command(sub, "train", "tempbench.cli.train:main", "train and evaluate one run; prints its result row")
     p.add_argument("--strategy", required=True, help="a registered strategy (`tempbench strategies` lists them)")
     p.add_argument("--dataset", required=True, help="a card (digits, cifar10-lt, ...; `tempbench data list`) or a "
@@ -105,6 +115,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
+    """`tempbench run`: every run of a suite not yet in runs.csv, then its leaderboard; with --storage a grid study
+    on shared Optuna storage that any number of machines work through together."""
     p = command(sub, "run", "tempbench.cli.run:main", "train every run of a suite (default: quick), then print its "
                 "leaderboard", "Train the runs of a suite (strategies × datasets × seeds) that runs.csv does not "
                 "hold yet, then print the leaderboard. An interrupted suite continues where it stopped.")
@@ -131,6 +143,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def add_leaderboard(sub: argparse._SubParsersAction) -> None:
+    """`tempbench leaderboard`: tables and figures rebuilt from a runs.csv or from a sweep's Optuna storage."""
     p = command(sub, "leaderboard", "tempbench.cli.leaderboard:main", "aggregate result rows into leaderboard "
                 "tables and figures", "Rebuild leaderboard.md, leaderboard.csv and the figures from result rows and "
                 "print the table.")
@@ -149,6 +162,8 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
 
 
 def add_sensitivity(sub: argparse._SubParsersAction) -> None:
+    """`tempbench sensitivity`: one Optuna study per strategy (Sobol design, a grid, or TPE tuning), selecting on a
+    val_ metric only, with optional seed repeats, then the report."""
     p = command(sub, "sensitivity", "tempbench.cli.sensitivity:main", "hyperparameter-sensitivity studies "
                 "(Optuna) with a report", "One Optuna study per strategy on one dataset, each trial a training run; "
                 "then a report of how much the validation metric moves across each strategy's search space, next "
@@ -190,6 +205,7 @@ def add_sensitivity(sub: argparse._SubParsersAction) -> None:
 def add_perf_options(p: argparse.ArgumentParser, default: object = None) -> None:
     """Options both `perf` and `perf strategies` take, so they work before or after the sub-command; the
     sub-command's copies default to SUPPRESS and never overwrite what was given before it."""
+    # the main parser's copies carry the real defaults; the sub-command's all default to `default` (SUPPRESS)
     keep = (lambda v: v) if default is None else (lambda v: default)
     p.add_argument("--device", default=keep("auto"), help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=keep(0), help="torch CPU threads (0: torch's choice)")
@@ -199,6 +215,7 @@ def add_perf_options(p: argparse.ArgumentParser, default: object = None) -> None
 
 
 def add_perf(sub: argparse._SubParsersAction) -> None:
+    """`tempbench perf` (the full timing table against its goals) and its sub-command `perf strategies`."""
     p = command(sub, "perf", "tempbench.cli.perf:table", "performance benchmarks that print ratios",
                 "Without WHAT: the full table — strategy overhead, pipeline efficiency, views/s, kNN backends and "
                 "the linear probe, each ratio beside its goal. `perf strategies`: strategy-only timings.")
@@ -229,6 +246,7 @@ def add_perf(sub: argparse._SubParsersAction) -> None:
 
 
 def add_data(sub: argparse._SubParsersAction) -> None:
+    """`tempbench data list` (cards and source kinds) and `tempbench data show` (what one card or source loads to)."""
     data = sub.add_parser("data", help="dataset cards and sources: list them, show what one loads to",
                           formatter_class=Formatter)
     what = data.add_subparsers(dest="data_command", metavar="WHAT", required=True)
@@ -248,12 +266,14 @@ def add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def add_strategies(sub: argparse._SubParsersAction) -> None:
+    """`tempbench strategies`: the strategy registry, per pairing."""
     p = command(sub, "strategies", "tempbench.cli.info:strategies", "every registered strategy with its "
                 "pairings, capabilities, hyperparameters and defaults")
     add_json(p)
 
 
 def add_metrics(sub: argparse._SubParsersAction) -> None:
+    """`tempbench metrics`: the metric registry (name, split, pairing, label, protocol)."""
     p = command(sub, "metrics", "tempbench.cli.info:metrics", "every registered metric with its label, split and "
                 "protocol")
     add_json(p)

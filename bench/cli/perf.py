@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from tempbench.util import did_you_mean, write_atomic
 from tempbench.perf.strategies import format_table, time_strategies
 from tempbench.perf.table import format_full_table, measure_table
 from tempbench.provenance import resolve_device
 from tempbench.strategies import list_strategies
+from tempbench.util import did_you_mean, write_atomic
 
 from .common import note
 
@@ -38,6 +38,7 @@ def write_outputs(args: argparse.Namespace, result: dict, text: str) -> None:
 
 
 def table(args: argparse.Namespace) -> int:
+    """`tempbench perf`: measure the full table (`tempbench.perf.table`), print it (or JSON), write it with --out."""
     if args.threads:
         torch.set_num_threads(args.threads)
     args.strategies = ",".join(chosen_strategies(args.strategies))
@@ -49,6 +50,7 @@ def table(args: argparse.Namespace) -> int:
 
 
 def strategies(args: argparse.Namespace) -> int:
+    """`tempbench perf strategies`: ms per strategy step on random features at each --batch-sizes, ÷ `fixed`."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

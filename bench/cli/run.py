@@ -38,7 +38,8 @@ def main(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds else None
     configs = suite.configs(seeds=seeds, **settings)  # every run resolved before the first trains
     out = Path(args.out or f"runs/{suite.name}")
-    note(f"suite {suite.name}: {len(suite.strategies)} strategies × {len(suite.datasets)} datasets × "
+    variants = f" + {len(suite.variants)} variants" if suite.variants else ""
+    note(f"suite {suite.name}: {len(suite.strategies)} strategies{variants} × {len(suite.datasets)} datasets × "
          f"{len(seeds or suite.seeds)} seeds = {len(configs)} runs -> {out}")
     shared = bool(args.storage) or len(devices) > 1
     if shared and args.rerun:

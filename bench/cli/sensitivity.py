@@ -30,13 +30,13 @@ from tempbench.config import merge_flags, parse_literal, resolve_pairing, resolv
 from tempbench.eval import get_metric, list_metrics
 from tempbench.pairings import Pairing
 from tempbench.strategies import Strategy
-from tempbench.util import slug
 from tempbench.study.repeats import check_repeats, run_repeats
 from tempbench.study.report import summarize_study, write_report
 from tempbench.study.sensitivity import make_job, open_storage, resolve_storage, run_job
 from tempbench.study.storage import redact
 from tempbench.study.trial import LogUniformSpace, RunnerTrialFn, process_tracker
 from tempbench.tracking import Tracker, open_run, ui_command
+from tempbench.util import slug
 
 from .parser import DEFAULT_TRIALS
 from .run import parse_run_settings
@@ -137,7 +137,7 @@ def _study(args: argparse.Namespace, plan: Plan, name: str, study_name: str, gri
     study = run_job(job, args.workers)
     repeated = None
     if args.repeats:
-        seeds = [args.seed + 1 + i for i in range(args.repeat_seeds)]
+        seeds = [args.seed + 1 + i for i in range(args.repeat_seeds)]  # new seeds: the original trial is one more
         repeated = run_repeats(job, study, args.repeats, seeds, args.workers)
     return study, summarize_study(study, repeated)
 
@@ -197,6 +197,7 @@ def _check_metric(args: argparse.Namespace) -> None:
 
 
 def output_dir(args: argparse.Namespace) -> Path:
+    """--out, else runs/sensitivity-DATASET: the report, the default SQLite storage and the MLflow store."""
     return Path(args.out) if args.out else Path("runs") / f"sensitivity-{slug(args.dataset)}"
 
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from tempbench.config import resolve_run_config
+from tempbench.distributed import launched_by_torchrun, shutdown
 from tempbench.eval import list_metrics
 from tempbench.leaderboard import append_row
 from tempbench.train import run_id, train
-from tempbench.distributed import launched_by_torchrun, shutdown
 
 from .common import make_tracker, note, print_json, tracking_hint
 
@@ -21,6 +21,8 @@ ROW_FIELDS = ("strategy", "dataset", "seed", "num_train", "tau_spearman", "time_
 
 
 def main(args: argparse.Namespace) -> int:
+    """`tempbench train`: relaunch under torchrun when --nproc-per-node > 1 asks for it, else train in this process;
+    this process leaves its process group (if it joined one) however the run ends."""
     if args.nproc_per_node > 1 and not launched_by_torchrun():
         return launch(args)
     try:
@@ -42,11 +44,13 @@ def launch(args: argparse.Namespace) -> int:
 
 
 def train_here(args: argparse.Namespace) -> int:
+    """Resolve the run's config from the flags and --set, train it, and (rank 0 only) append its row to
+    DIR/runs.csv and print it (JSON with --json). Exit code 0."""
     flags = {"seed": args.seed, "long_tail": args.long_tail, "image_size": args.image_size, "epochs": args.epochs,
              "device": args.device}
     config = resolve_run_config(args.strategy, args.dataset, settings=flags, assignments=args.set)
     out = Path(args.out)
-    main_process = int(os.environ.get("RANK", "0")) == 0
+    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; one tracker, on rank 0, logs the run
     tracker = make_tracker(args, out) if main_process else None
     row = train(config, out_dir=out, resume=Path(args.resume) if args.resume else None, tracker=tracker)
     if row is None:  # another process of a torchrun launch: rank 0 reports

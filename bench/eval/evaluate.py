@@ -26,7 +26,9 @@ from .metrics import Metric, list_metrics
 from .neighbors import Neighbors, search_neighbors
 from .retrieval import recall_at_k
 
-DEFAULT_K = 200  # neighbours searched once; every kNN protocol and recall@k up to it is a prefix
+# Neighbours searched once per evaluation: the canonical order (`neighbors`) makes the top k of any k ≤ DEFAULT_K the
+# first k columns, so knn200, knn20, kNN@1/@10 and recall@1/5/10 all share one search.
+DEFAULT_K = 200
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,14 @@ class Evaluation:
         return search_neighbors(self.bank, self.queries, DEFAULT_K, backend=self.backend)
 
     def knn(self, k: int, temperature: float | None = None) -> Tensor:
-        """(Q,) kNN predictions: weighted by exp(sim/T) when a temperature is given, else a majority vote."""
+        """(Q,) int64 kNN predictions of the queries from the bank, cached per (k, temperature).
+
+        With a temperature T: weighted kNN, each of the k nearest votes exp(sim / T) for its class (Wu et al. 2018,
+        InstDisc; `knn_predict`). Without: one vote per neighbour, ties to the nearest (`majority_predict`).
+        """
         key = (k, temperature)
         if key not in self._knn:
+            # k beyond the shared search cannot be a prefix of it: search again (rare; no registered metric does)
             nb = self.neighbors if k <= DEFAULT_K else search_neighbors(self.bank, self.queries, k,
                                                                         backend=self.backend)
             self._knn[key] = (knn_predict(nb, self.bank_labels, self.num_classes, k, temperature)
@@ -103,6 +110,8 @@ class Evaluation:
         raise ValueError(f"unknown probe kind {kind!r}; valid: full, fewshot, fullshot")
 
     def probe_predictions(self, kind: str = "full") -> Tensor | None:
+        """(Q,) int64 query predictions of the `kind` probe (see `probe`); None when it cannot run (no balanced
+        bank for "fullshot")."""
         probe = self.probe(kind)
         return None if probe is None else probe.test_pred
 
@@ -134,10 +143,15 @@ class Evaluation:
 
 
 def balanced_subset(labels: Tensor, num_classes: int, seed: int) -> Tensor:
-    """Sorted positions of n = (the smallest class's count) random images of every class present, seeded."""
+    """(n · C_present,) int64 sorted positions into `labels` (N,): n = the smallest present class's count, drawn
+    uniformly without replacement from every class present, seeded; on `labels`' device.
+
+    The few-shot probe's training set (Kukleva et al., ICLR 2023): balanced, so the probe's own class prior does
+    not favour the head classes and the score reflects the features.
+    """
     counts = torch.bincount(labels.cpu(), minlength=num_classes)
     n = int(counts[counts > 0].min())
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # a CPU generator: the same subset on every device
     picks = [torch.nonzero(labels.cpu() == c).flatten()[torch.randperm(int(counts[c]), generator=gen)[:n]]
              for c in range(num_classes) if counts[c] > 0]
     return torch.sort(torch.cat(picks)).values.to(labels.device)

@@ -10,6 +10,9 @@ import numpy as np
 
 from tempbench.datasets import class_groups
 
+# many/medium/few: > 100, 20–100, < 20 training images (Liu et al., "Large-Scale Long-Tailed Recognition in an Open
+# World", CVPR 2019); head/mid/tail: thirds of the classes ranked by count, never empty where the count groups
+# can be (CIFAR-10-LT at imbalance 100 has no class under 20 images)
 GROUPS = ("many", "medium", "few", "head", "mid", "tail")
 
 
@@ -18,6 +21,8 @@ def per_class_accuracy(pred: Any, labels: Any, num_classes: int) -> np.ndarray:
     pred, labels = np.asarray(pred).reshape(-1), np.asarray(labels).reshape(-1)
     correct = np.bincount(labels, weights=(pred == labels).astype(np.float64), minlength=num_classes)
     total = np.bincount(labels, minlength=num_classes)
+    # np.where evaluates both branches: dividing by max(total, 1) keeps 0/0 (a RuntimeWarning, an error under
+    # pytest's filterwarnings) out of the discarded one
     return np.where(total > 0, 100.0 * correct / np.maximum(total, 1), np.nan)
 
 

@@ -28,7 +28,7 @@ from .features import as_tensor, prepare_features
 from .metrics import Metric, list_metrics
 from .neighbors import search_neighbors
 
-RETRIEVAL_KS = (1, 5, 10)
+RETRIEVAL_KS = (1, 5, 10)  # the R@1/5/10 every image–text retrieval table reports (and r_mean averages)
 
 
 def prepare_pairs(image_features: Any, text_features: Any, caption_image: Any,
@@ -72,7 +72,10 @@ def t2i_ranks(images: Tensor, texts: Tensor, caption_image: Tensor, k_max: int, 
 
 
 def recall_from_ranks(ranks: Tensor, ks: Sequence[int]) -> dict[int, float]:
-    """{k: 100·mean(rank < k)}."""
+    """{k: R@k in percent} from (M,) int64 ranks (0 = the positive is first): 100 · mean(rank < k).
+
+    Ranks capped at k_max (`i2t_ranks`, `t2i_ranks`) give exact recalls for every k ≤ k_max.
+    """
     return {k: 100.0 * (ranks < k).double().mean().item() for k in ks}
 
 
@@ -95,10 +98,12 @@ class ImageTextEvaluation:
 
     @property
     def num_images(self) -> int:
+        """N_img, the split's images (rows of the image features)."""
         return int(self.images.shape[0])
 
     @property
     def num_captions(self) -> int:
+        """N_cap, the split's captions (rows of the text features); several may share an image."""
         return int(self.texts.shape[0])
 
     def ranks(self, k_max: int | None = None) -> tuple[Tensor, Tensor]:
@@ -110,6 +115,7 @@ class ImageTextEvaluation:
         return self._ranks[k_max]
 
     def _rank_pair(self, k: int) -> tuple[Tensor, Tensor]:
+        # one search at the largest k serves every smaller k (capped ranks are exact below the cap)
         return self.ranks(max(k, max(self.ks)))
 
     def i2t_recall(self, k: int) -> float:
@@ -121,9 +127,13 @@ class ImageTextEvaluation:
         return recall_from_ranks(self._rank_pair(k)[1], (k,))[k]
 
     def i2t_r_mean(self) -> float:
+        """Mean of image→text R@k (%) over the evaluation's ks (default 1, 5, 10): `txt_r_mean` of the iSogCLR
+        code's `itm_eval` (text retrieval)."""
         return sum(self.i2t_recall(k) for k in self.ks) / len(self.ks)
 
     def t2i_r_mean(self) -> float:
+        """Mean of text→image R@k (%) over the evaluation's ks (default 1, 5, 10): `img_r_mean` of the iSogCLR
+        code's `itm_eval` (image retrieval)."""
         return sum(self.t2i_recall(k) for k in self.ks) / len(self.ks)
 
     def r_mean(self) -> float:

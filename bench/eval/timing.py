@@ -14,14 +14,18 @@ from .knn import knn_predict
 from .linear import linear_probe
 from .neighbors import propose_candidates, search_neighbors
 
-KNN_BACKENDS = ("faiss", "torch", "sklearn")
+KNN_BACKENDS = ("faiss", "torch", "sklearn")  # sklearn: an outside yardstick, not a backend `search_neighbors` has
 
 
 def random_features(n_train: int, n_test: int, dim: int, num_classes: int, seed: int = 0,
                     device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Gaussian features with a class-dependent mean (so the probe has something to learn), on `device`."""
+    """{"train_x" (n_train, dim), "train_y" (n_train,), "test_x" (n_test, dim), "test_y" (n_test,)} on `device`:
+    Gaussian features with a class-dependent mean (so the probe has something to learn), prepared as real features
+    are (float32, L2-normalised, snapped), and int64 labels drawn uniformly; seeded, identical on every device."""
     gen = torch.Generator().manual_seed(seed)
-    centers = 0.1 * torch.randn(num_classes, dim, generator=gen) / dim**0.5  # overlapping classes
+    # noise of norm ≈ 1 around class centres of norm ≈ 0.1: overlapping classes, so neither the probe nor the kNN is
+    # trivially perfect
+    centers = 0.1 * torch.randn(num_classes, dim, generator=gen) / dim**0.5
     out = {}
     for split, n in (("train", n_train), ("test", n_test)):
         y = torch.randint(num_classes, (n,), generator=gen)
@@ -36,7 +40,7 @@ def time_knn_backends(n_train: int = 50_000, n_test: int = 10_000, dim: int = 51
     """Seconds for kNN (k, T=0.1) predictions of n_test queries against n_train features, one row per backend.
 
     Rows: backend, search_s (the backend's own float32 top-(k+margin) search; for sklearn fit + predict),
-    total_s (search + exact re-rank + votes, what `evaluate_features` pays), agree (predictions equal to the
+    total_s (search + exact re-rank + votes, what `Evaluation.knn` pays), agree (predictions equal to the
     first tempbench backend's, None for sklearn whose distance ties and votes differ).
     """
     data = random_features(n_train, n_test, dim, num_classes, seed, device)
@@ -60,7 +64,11 @@ def time_knn_backends(n_train: int = 50_000, n_test: int = 10_000, dim: int = 51
 
 def time_linear_probe(n_train: int = 50_000, n_test: int = 10_000, dim: int = 512, num_classes: int = 10,
                       device: str = "cpu", seed: int = 0) -> dict[str, Any]:
-    """Seconds for `linear_probe` (λ grid on a validation split, refit, test predictions) on random features."""
+    """Seconds for `linear_probe` (λ grid on a validation split, refit, test predictions) on random features.
+
+    Returns {"seconds", "wd" (the chosen λ), "val_top1" (class-balanced validation accuracy, %), "test_top1" (%)}:
+    the accuracies show the timed probe actually learned something.
+    """
     data = random_features(n_train, n_test, dim, num_classes, seed, device)
     start = time.perf_counter()
     probe = linear_probe(data["train_x"], data["train_y"], data["test_x"], num_classes, seed=seed)
@@ -80,6 +88,6 @@ def _time_sklearn(data: dict[str, torch.Tensor], k: int) -> float:
 
 
 def _elapsed(start: float, device: str) -> float:
-    if str(device).startswith("cuda"):
+    if str(device).startswith("cuda"):  # CUDA kernels run asynchronously: wait for them before reading the clock
         torch.cuda.synchronize()
     return time.perf_counter() - start

@@ -7,7 +7,7 @@ recipe (`tempbench.train.recipe`) reads the same for both and never asks which o
 
     data   = pairing.load(config)                        # the dataset, cut as the config says
     train  = pairing.training_data(config, data, device) # resident images, what one state entry is
-    model  = pairing.build_model(config, data, device, extra_outputs)
+    model  = pairing.build_model(config, data, train, device, out_dim)
     order  = pairing.epoch_order(train, seed, epoch)     # the strategy indices of an epoch, batch after batch
     a, b   = pairing.encode(setup, idx, generator)       # the strategy's two inputs for a global batch
     pairing.monitor(setup); pairing.evaluate(setup); pairing.row_fields(setup, report)
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tempbench.augment import normalize
 from tempbench.util import ArtifactWarning, did_you_mean, load_entry_points
 
 if TYPE_CHECKING:  # the config and the setup import pairings, never the reverse at run time
@@ -89,9 +90,20 @@ class Pairing:
         """The training images resident on `device`, and what one strategy state entry is."""
         raise NotImplementedError
 
-    def build_model(self, config: RunConfig, data: Any, device: torch.device, out_dim: int) -> nn.Module:
+    def build_model(self, config: RunConfig, data: Any, train: TrainData, device: torch.device,
+                    out_dim: int) -> nn.Module:
         """The trainable model on `device` whose projections (width `out_dim`) feed the strategy."""
         raise NotImplementedError
+
+    def steps_per_epoch(self, train: TrainData, batch_size: int) -> int:
+        """Optimiser steps of one epoch (drop_last: every step has the same shape). Default: one pass over the
+        training images."""
+        return len(train.train_idx) // batch_size
+
+    def calibration_input(self, train: TrainData, data: Any) -> Tensor:
+        """A small batch the model's image path takes, for timing the thread count (`train.threads`): 64
+        normalised training images."""
+        return normalize(train.images[:64], data.mean, data.std)
 
     # ---- one epoch, one batch ------------------------------------------------------------------------------------
     def epoch_order(self, train: TrainData, seed: int, epoch: int) -> Tensor:

@@ -65,9 +65,13 @@ class ViewsPairing(Pairing):
                 "image_size": settings.get("image_size") or (card.image_size if card is not None else None)}
 
     def check(self, config: RunConfig) -> None:
-        """The kNN monitor reads a slice held out of training: `monitor_every` needs `val_fraction`."""
+        """The kNN monitor reads a slice held out of training: `monitor_every` needs `val_fraction`. Towers are
+        trained here (locked towers and pair epochs are image_text settings)."""
         if config.monitor_every and not config.val_fraction:
             raise ValueError("monitor_every needs a validation slice to monitor: set val_fraction > 0 as well")
+        if config.towers != "trained" or config.epoch_by != "images":
+            raise ValueError("towers='locked' and epoch_by='pairs' are image_text settings; views runs train their "
+                             "encoder on every image once an epoch")
 
     def load(self, config: RunConfig) -> ImageDataset:
         """The labelled dataset with the config's long-tail cut (imbalance factor, profile, n_max, subset seed)."""
@@ -79,7 +83,8 @@ class ViewsPairing(Pairing):
         train_idx, val_idx = split_holdout(data.train_labels, config.val_fraction, config.seed)
         return TrainData(data.train_images[train_idx].to(device), train_idx, val_idx, num_samples=len(train_idx))
 
-    def build_model(self, config: RunConfig, data: ImageDataset, device: torch.device, out_dim: int) -> nn.Module:
+    def build_model(self, config: RunConfig, data: ImageDataset, train: TrainData, device: torch.device,
+                    out_dim: int) -> nn.Module:
         """One tower: the config's encoder (backbone + projector to `out_dim`) on `device`."""
         norm = "batch" if config.norm == "sync_batch" else config.norm  # converted to SyncBatchNorm when wrapped
         return create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,

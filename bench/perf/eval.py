@@ -22,10 +22,12 @@ def installed(module: str) -> bool:
 
 
 def faiss_has_gpu() -> bool:
+    """Whether FAISS can search on a GPU here: faiss installed, CUDA available, and a GPU build that sees a GPU."""
     if not (installed("faiss") and torch.cuda.is_available()):
         return False
     import faiss
 
+    # faiss-cpu wheels ship the same module without the GPU classes
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
@@ -50,7 +52,9 @@ def missing_note(backend: str, device: str) -> str | None:
 
 
 def time_knn(device: torch.device, n_train: int, n_test: int, dim: int) -> list[dict[str, Any]]:
-    """One row per planned backend: seconds (search, total) and speed-up over sklearn, or a note."""
+    """One row per planned backend (`knn_plan`): {backend, device, note, search_s, total_s, speedup_vs_sklearn}, with
+    seconds for k=KNN_K, T=0.1 on n_train × n_test random features of width dim; a note instead of times where the
+    backend is missing. speedup_vs_sklearn = sklearn's seconds ÷ the row's total (None without both)."""
     from tempbench.eval.timing import time_knn_backends  # optional dependencies, as in time_evaluation
     rows = []
     for label, backend, where in knn_plan(device):
@@ -58,6 +62,7 @@ def time_knn(device: torch.device, n_train: int, n_test: int, dim: int) -> list[
         row: dict[str, Any] = {"backend": label, "device": where, "note": note}
         if note is None:
             (timed,) = time_knn_backends(n_train, n_test, dim, k=KNN_K, backends=[backend], device=where)
+            # sklearn has no separate total: its fit + predict is the whole kNN, and the yardstick below reads total_s
             row |= {"search_s": timed["search_s"], "total_s": timed["total_s"] or timed["search_s"]}
         rows.append(row)
     yardstick = next((r.get("total_s") for r in rows if r["backend"] == "sklearn-brute"), None)

@@ -19,8 +19,8 @@ from tempbench.train import Setup, setup_from_data, train_step
 
 from .train import CIFAR_MEAN, CIFAR_STD, StepBench, interleaved_medians, step_settings
 
-CAPTIONS_PER_IMAGE = 5
-IMAGE_SIZE = 64
+CAPTIONS_PER_IMAGE = 5  # as Flickr8k, Flickr30k and COCO
+IMAGE_SIZE = 64  # the shared Flickr8k copy's side (px)
 
 
 def synthetic_captions(num_images: int, image_size: int = IMAGE_SIZE, seed: int = 0) -> CaptionDataset:
@@ -37,6 +37,9 @@ def synthetic_captions(num_images: int, image_size: int = IMAGE_SIZE, seed: int 
 
 
 def image_text_setups(bench: StepBench, data: CaptionDataset) -> dict[str, Setup]:
+    """name -> Setup of every registered `image_text` strategy, `fixed` first (the ratios' base), each with Flickr8k's
+    run config, the "random" text tower and AdamW (the image–text suites' optimiser); the same torch seed before each,
+    so every strategy starts from the same towers."""
     setups = {}
     names = ["fixed", *[n for n in list_strategies(pairing="image_text") if n != "fixed"]]
     for name in names:
@@ -49,6 +52,7 @@ def image_text_setups(bench: StepBench, data: CaptionDataset) -> dict[str, Setup
 
 def time_image_text(bench: StepBench) -> dict[str, Any]:
     """Medians (ms) of every image_text strategy's step and its ratio to `fixed`'s."""
+    # at least enough training pairs for the four distinct batches cycled below
     setups = image_text_setups(bench, synthetic_captions(max(bench.num_images // 10, 4 * bench.batch_size)))
     gen = torch.Generator(device=bench.device).manual_seed(bench.seed)
     first = next(iter(setups.values()))

@@ -14,7 +14,12 @@ from tempbench.strategies import Clock, create_strategy
 
 def time_strategies(names: list[str], batch_sizes: list[int], dim: int = 128, rounds: int = 20, warmup: int = 3,
                     device: str = "cpu", num_samples: int = 50_000, seed: int = 0) -> list[dict[str, Any]]:
-    """Median seconds per step (forward + backward + update) of each strategy at each batch size."""
+    """Median cost of one step (forward + backward + update) of each strategy at each batch size, on random
+    (batch, dim) embedding pairs with `num_samples` entries of per-sample state.
+
+    Rows: {strategy, batch, dim, device, ms (median over `rounds` after `warmup` untimed ones), ratio_to_fixed (None
+    without `fixed` among the names)}. Strategies are interleaved within each round, so drift hits all alike.
+    """
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for batch in batch_sizes:
@@ -39,6 +44,7 @@ def time_strategies(names: list[str], batch_sizes: list[int], dim: int = 128, ro
 
 
 def _one_step(strategy: Any, a: Any, b: Any, idx: Any, step: Any, device: str) -> float:
+    # CUDA runs asynchronously: synchronise before and after, or the clock measures kernel launches only
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     sync()
     start = time.perf_counter()
@@ -47,11 +53,12 @@ def _one_step(strategy: Any, a: Any, b: Any, idx: Any, step: Any, device: str) -
     strategy.update(out, idx, step)
     sync()
     elapsed = time.perf_counter() - start
-    a.grad = b.grad = None
+    a.grad = b.grad = None  # the inputs are reused every round: no gradient accumulation into the next timing
     return elapsed
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """The `time_strategies` rows as a fixed-width text table: strategy, batch, ms/step and the ratio to `fixed`."""
     lines = [f"{'strategy':<16} {'B':>5} {'ms/step':>9} {'÷ fixed':>8}"]
     for r in rows:
         ratio = f"{r['ratio_to_fixed']:.3f}" if r["ratio_to_fixed"] is not None else "-"

@@ -24,6 +24,9 @@ from .image_text import time_image_text
 from .train import DEVICE_DEFAULTS, StepBench, time_training
 
 # ---- the full table (`tempbench perf` without a sub-command) ------------------------------------------------------
+# overhead, overhead_image_text: step ÷ step `fixed` (at most); pipeline: encoder alone ÷ step `fixed` (at least);
+# views_per_s: augmented views per second (at least; one H100, ResNet-18, B 512, bf16); knn_cpu_speedup: sklearn's
+# seconds ÷ ours (at least); knn_gpu_s: seconds for 50k × 10k (below);
 # knn_exact_overhead: the exact kNN (search + re-rank + votes) ÷ the bare FAISS search
 GOALS = {"overhead": 1.02, "pipeline": 0.9, "views_per_s": 25_000, "knn_cpu_speedup": 5.0, "knn_gpu_s": 1.0,
          "knn_exact_overhead": 1.25, "overhead_image_text": 1.05}
@@ -64,6 +67,7 @@ def goal_rows(result: dict[str, Any], device: Any) -> list[dict[str, Any]]:
     """(metric, measured, goal, met) for every ratio that has a goal; `met` is None where the goal is stated
     for another device or the row could not run."""
     train, cuda = result["train"], device.type == "cuda"
+    # [5:] drops the row name's "step " / "pair " prefix
     rows = [{"metric": f"overhead {r['name'][5:]} ÷ fixed", "value": r["overhead_vs_fixed"],
              "goal": f"≤ {GOALS['overhead']}", "met": r["overhead_vs_fixed"] <= GOALS["overhead"]}
             for r in train["rows"] if r["name"].startswith("step ") and r["name"] != "step fixed"]
@@ -118,12 +122,15 @@ def format_full_table(result: dict[str, Any]) -> str:
 
 
 def format_image_text(it: dict[str, Any]) -> list[str]:
+    """Lines of the image–text block of the table: its setting, then ms/step and ÷ fixed per strategy."""
     lines = [f"image–text step: {it['encoder']} image tower, {it['image_size']} px, batch {it['batch_size']}, "
              f"text tower: {it['text_tower']}", f"  {'row':<24} {'ms/step':>9} {'÷ fixed':>8}"]
     return lines + [f"  {r['name']:<24} {r['ms']:>9.1f} {r['overhead_vs_fixed']:>8.3f}" for r in it["rows"]]
 
 
 def format_eval(e: dict[str, Any]) -> list[str]:
+    """Lines of the evaluation block: one per kNN backend (seconds, total ÷ search, speed-up over sklearn) or its
+    note, then the linear probe's seconds; only the note when the evaluation was skipped."""
     if e.get("note"):
         return [f"evaluation: {e['note']}"]
     lines = [f"evaluation: kNN (k={e['k']}) {e['n_train']:,} × {e['n_test']:,}, d={e['dim']}",

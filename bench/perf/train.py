@@ -92,6 +92,7 @@ def encoder_step(setup: Setup, views: torch.Tensor) -> None:
     """The bare encoder forward + backward on pre-made views, under the autocast `train_step` uses."""
     with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16):
         z = setup.model(views)
+    # any scalar of z does: the backward through the encoder costs the same whatever the loss, and this one is free
     z.float().square().mean().backward()
     setup.model.zero_grad(set_to_none=True)
 
@@ -103,8 +104,9 @@ def step_closures(bench: StepBench, setups: dict[str, Setup]) -> dict[str, Calla
     perm_gen = torch.Generator().manual_seed(bench.seed)
     n = len(first.train.images)
     batches = [torch.randperm(n, generator=perm_gen)[:bench.batch_size].to(bench.device) for _ in range(4)]
+    # made once: the "encoder" row times the network alone, so pipeline efficiency shows what the rest of a step adds
     views = torch.cat(first.augment(first.train.images[batches[0]], aug_gen))
-    if first.bf16:
+    if first.bf16:  # the layout train_step hands the encoder under bf16
         views = views.contiguous(memory_format=torch.channels_last)
 
     def step_of(setup: Setup) -> Callable[[int], None]:
@@ -155,6 +157,7 @@ def summarise(bench: StepBench, times: dict[str, list[float]]) -> dict[str, Any]
     views = 2 * bench.batch_size
     rows = []
     for name, t in times.items():
+        # "inclusive": the quartiles stay within the measured times (one round: no spread at all)
         q = statistics.quantiles(t, n=4, method="inclusive") if len(t) > 1 else [t[0]] * 3
         row = {"name": name, "ms": 1e3 * med[name], "ms_q25": 1e3 * q[0], "ms_q75": 1e3 * q[2],
                "views_per_s": views / med[name]}

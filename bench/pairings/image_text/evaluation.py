@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tempbench.augment import normalize
 from tempbench.datasets import CaptionDataset
 from tempbench.eval.retrieval_text import ImageTextEvaluation, evaluate_image_text
 
@@ -25,7 +24,7 @@ def split_projections(model: ImageTextModel, data: CaptionDataset, split: str, d
     was_training = model.training
     model.eval()
     try:
-        image = torch.cat([model.image(normalize(data.images[images[i:i + 512]].to(device), data.mean, data.std))
+        image = torch.cat([model.image(model.image_inputs(data, images[i:i + 512], device))
                            for i in range(0, len(images), 512)])
         text = torch.cat([model.text(captions[i:i + 2048].to(device)) for i in range(0, len(captions), 2048)])
     finally:

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tempbench.augment import normalize
 from tempbench.datasets import CaptionDataset
 from tempbench.encoders import ContrastiveModel
+
+from .locked import LockedImageTower
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,20 @@ class TrainingPairs:
             raise ValueError(f"{data.name}: {int((counts == 0).sum())} training images have no caption")
         return cls(captions, local, torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]))
 
+    def rounds(self, generator: torch.Generator) -> list[Tensor]:
+        """Every pair once, as rounds that each hold at most one pair per image: each image's pairs are dealt to
+        rounds 0, 1, ... in a random order, so round r holds the r-th drawn caption of every image that has more than
+        r captions. Returns the rounds' pair indices (CPU int64), each in image order (shuffle them per round).
+        Batches cut from one round never hold two captions of one image (those would be false negatives)."""
+        counts = self.offsets[1:] - self.offsets[:-1]
+        # a random rank per pair within its image: a uniform random order of each image's captions
+        keys = torch.rand(len(self.captions), generator=generator, dtype=torch.float64) + self.images.double()
+        order = torch.argsort(keys)  # pairs grouped by image (images ascending), randomly ordered within
+        rank = torch.arange(len(order)) - torch.repeat_interleave(self.offsets[:-1], counts)
+        by_round = torch.empty_like(rank)
+        by_round[order] = rank
+        return [torch.nonzero(by_round == r).flatten() for r in range(int(counts.max()))]
+
     def draw(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """(n,) one random pair of each of the resident images `images` (n,) (CPU), uniformly among its captions."""
         start, count = self.offsets[images], self.offsets[images + 1] - self.offsets[images]
@@ -45,13 +62,22 @@ class TrainingPairs:
 
 
 class ImageTextModel(nn.Module):
-    """The two towers. forward(images (B, C, S, S), caption indices (B,)) -> (image projections, text projections),
-    both (B, out); `features` is the image tower's backbone (what the thread calibration and kNN-style code call)."""
+    """The two towers. forward(image inputs, caption indices (B,)) -> (image projections, text projections), both
+    (B, out). The image inputs are normalised pixels (B, C, S, S) for a trained image tower, or image rows (B,) int64
+    for a locked one (`locked.LockedImageTower`, cached features): `image_inputs` makes them either way."""
 
-    def __init__(self, image: ContrastiveModel, text: nn.Module) -> None:
+    def __init__(self, image: ContrastiveModel | nn.Module, text: nn.Module) -> None:
         super().__init__()
         self.image, self.text = image, text
         self.feature_dim = image.feature_dim
+        self.locked = isinstance(image, LockedImageTower)
+
+    def image_inputs(self, data: CaptionDataset, rows: Tensor, device: torch.device) -> Tensor:
+        """What the image tower takes for the dataset's images `rows` (n,), un-augmented: the rows themselves for a
+        locked tower, else the normalised pixels (n, C, S, S) on `device`."""
+        if self.locked:
+            return rows.to(device)
+        return normalize(data.images[rows].to(device), data.mean, data.std)
 
     def features(self, x: Tensor) -> Tensor:
         """(B, F) backbone features of the image tower (what the thread calibration and feature code call)."""

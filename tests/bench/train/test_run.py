@@ -14,9 +14,9 @@ from tempbench.perf.train import synthetic_dataset
 from tempbench.strategies.fixed import Fixed
 from tempbench.strategies.tau_uncertainty import TaU
 from tempbench.train import NonFiniteLossError, run_id, train
-from tempbench.util import ArtifactWarning
 from tempbench.train.checkpoint import load_checkpoint
 from tempbench.train.threads import calibrated_threads
+from tempbench.util import ArtifactWarning
 
 # digits-lt: 588 training images, so batch 256 gives 2 steps an epoch
 SMOKE = {"encoder": "small_cnn", "projector_hidden": 32, "projector_out": 16, "batch_size": 256, "epochs": 1,
@@ -128,11 +128,13 @@ def test_thread_calibration_leaves_no_trace_in_the_model() -> None:
     come back as they were, or `threads=0` and an explicit count would evaluate different models."""
     data = synthetic_dataset(64, image_size=8)
     config = resolve_run_config("fixed", "digits", settings={"projector_hidden": 16, "projector_out": 8})
-    model = config.pairing.build_model(config, data, torch.device("cpu"), config.projector_out)
+    train = config.pairing.training_data(config, data, torch.device("cpu"))
+    model = config.pairing.build_model(config, data, train, torch.device("cpu"), config.projector_out)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     threads = torch.get_num_threads()
     try:
-        assert calibrated_threads(model, data.train_images, data, rounds=1) >= 1
+        x = config.pairing.calibration_input(train, data)
+        assert calibrated_threads(model, x, rounds=1) >= 1
     finally:
         torch.set_num_threads(threads)
     after = model.state_dict()
