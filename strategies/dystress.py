@@ -49,8 +49,10 @@ def pair_temperature(sim: Tensor, tau_min: float, tau_max: float) -> Tensor:
 
 @register_strategy("dystress")
 class DySTreSS(Strategy):
-    """The authors' NT-Xent with a τ per logit: over the 2B anchors, ℓ_r = −log(exp(s⁺_r/τ(s⁺_r)) / Σ_{c≠r}
-    exp(s_rc/τ(s_rc))), the positive in the denominator, L = mean_r ℓ_r; τ(·) takes the *detached* similarity.
+    """DySTreSS (Manna et al., IEEE TAI 2025): NT-Xent with a τ per pair set by its cosine (authors' TSNTXentLoss).
+
+    Over the 2B anchors, ℓ_r = −log(exp(s⁺_r/τ(s⁺_r)) / Σ_{c≠r} exp(s_rc/τ(s_rc))), the positive in the
+    denominator, L = mean_r ℓ_r; τ(·) takes the *detached* similarity.
 
     Buffer `last_tau` (N,): for each sample, the mean τ over the 2B − 1 pairs of its view-1 anchor (row i of S without
     the diagonal, the positive included) in the last batch that held it; τ(0) = τ_min before its first visit (the τ
@@ -100,8 +102,10 @@ class DySTreSS(Strategy):
 
 @register_strategy("dystress", pairing="image_text")
 class DySTreSSImageText(DySTreSS):
-    """This project's adaptation: ℓ_ij = S_ij/τ(S_ij) with τ from the detached S, then CLIP's symmetric
-    cross-entropy (B image anchors over the rows, B text anchors over the columns, positives in the denominators).
+    """DySTreSS (Manna et al., IEEE TAI 2025) on image–text pairs (ours): CLIP's cross-entropy, a τ per pair.
+
+    ℓ_ij = S_ij/τ(S_ij) with τ from the detached S, then CLIP's symmetric cross-entropy (B image anchors over the
+    rows, B text anchors over the columns, the positives in the denominators).
 
     Buffer `last_tau` (N, 2): for each pair, [mean τ over its image anchor's B candidates (row i of S), mean τ over
     its text anchor's B candidates (column i)] in the last batch that held it; τ_min before its first visit."""

@@ -28,13 +28,13 @@ class SigLIPConfig:
     bias_init: float = -10.0  # b < 0 starts every pair as "negative", as all but one per row are (SigLIP's remedy)
     tau_min: float = 0.01  # t <= 100: open_clip clamps t′ = log t to [0, ln 100] after every step, SigLIP included
     tau_max: float = 1.0
-    tau_lr: float = 0.01  # learning rate of t′ and b, in the strategy's group without weight decay
+    tau_lr: float = 0.01  # lr of t′ and b (no weight decay); `learnable`'s default, open_clip uses the model's lr
 
     def __post_init__(self) -> None:
         check_range("tau_min", self.tau_min, 0.0, None, low_open=True)
         check_range("tau_max", self.tau_max, self.tau_min, None)
         check_range("tau_init", self.tau_init, self.tau_min, self.tau_max)
-        check_range("bias_init", self.bias_init, -100.0, 100.0)  # |b| beyond t_max = 100 would fix every label
+        check_range("bias_init", self.bias_init, -100.0, 100.0)  # finite (NaN fails); |b| > t fixes every sign
         check_range("tau_lr", self.tau_lr, 0.0, None)
 
 

@@ -45,7 +45,7 @@ class TempNetConfig:
         check_range("num_prototypes", self.num_prototypes, 1, None)
         check_range("feature_dim", self.feature_dim, 1, None)
         check_range("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        check_range("net_seed", self.net_seed, 0, 2**24)  # seeds below 2^63 for any step
+        check_range("net_seed", self.net_seed, 0, 10**6)  # keeps the dropout seeds below 2^63
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class TemperatureNetwork(nn.Module):
         self.prototypes = nn.Parameter(torch.randn(protos, width, generator=gen))
         self.head_weight = nn.Parameter(torch.ones(1, protos))
         self.head_bias = nn.Parameter(torch.zeros(1))
-        self.register_buffer("prototypes_ready", torch.tensor(False))  # replaced by a first batch's features yet?
+        self.register_buffer("prototypes_ready", torch.tensor(False))  # set from a first batch's features yet?
 
     def forward(self, z: Tensor, shift: Tensor, keep: Tensor | None) -> Tensor:
         """(R,) τ of (R, d) detached features. `shift` (k, D): added to the first k prototypes until they are
@@ -144,13 +144,13 @@ class TempNetBase(Strategy):
         return net(z.detach(), shift, keep), shift
 
     def finish(self, loss: Tensor, tau: Tensor, log_u: Tensor, weighted: Tensor, saved: dict[str, Tensor],
-               shift: Tensor | float = 0.0) -> StepOut:
+               offset: Tensor | float = 0.0) -> StepOut:
         """StepOut from the surrogate `loss` and, per anchor, τ (with the networks' graph), the fresh log u and the
-        weighted similarity (1/m) Σ p·s (h for image_text); `shift` turns mean τ(log u + ρ) into F̂."""
+        weighted similarity (1/m) Σ p·s (h for image_text); `offset` turns mean τ(log u + ρ) into F̂."""
         fixed = tau.detach()
         with torch.no_grad():
             grad = log_u + self.config.rho - weighted / fixed  # G, as `isogclr`: = ρ − KL at a first visit
-            objective = (fixed * (log_u + self.config.rho)).mean() - shift
+            objective = (fixed * (log_u + self.config.rho)).mean() - offset
         temp_loss = 2.0 * (grad * tau).mean()  # (1/B) Σ over the 2B anchors, as the authors' two means
         logs = {"tau_mean": fixed.mean(), "tau_min": fixed.min(), "tau_max": fixed.max(),
                 "temp_loss": temp_loss.detach(), "tau_grad_mean": grad.mean(), "objective": objective}
@@ -168,9 +168,11 @@ class TempNetBase(Strategy):
 
 @register_strategy("tempnet", pairing="image_text")
 class TempNetImageText(TempNetBase, ImageTextGCL):
-    """The authors' iSogCLR-TempNet: τ^I_i = Net_I(z_I,i) and τ^T_i = Net_T(z_T,i), the `sogclr` (image_text)
-    estimator at those τ (surrogate L_3) and G^X_i = log u^X_i + ρ − Ĥ^X_i/τ^X_i. The image network's prototypes
-    start as the batch's text features and vice versa, as theirs (README.md, `tempnet`). Buffers (N, 2)."""
+    """TempNet (Qiu et al., ICML 2024): a network per modality predicts each anchor's τ, trained by DRO (authors' loss).
+
+    τ^I_i = Net_I(z_I,i) and τ^T_i = Net_T(z_T,i); the `sogclr` (image_text) estimator at those τ gives the
+    surrogate L_3 and G^X_i = log u^X_i + ρ − Ĥ^X_i/τ^X_i. The image network's prototypes start as the batch's text
+    features and vice versa, as theirs (README.md, `tempnet`). Buffers `log_u`, `last_tau`: (N, 2)."""
 
     Config = TempNetImageTextConfig
     network_names = ("image", "text")
@@ -182,10 +184,10 @@ class TempNetImageText(TempNetBase, ImageTextGCL):
     grid = frozen(rho=(2.0, 3.0, 3.5, 4.2, 4.5), tau_lr=(6e-6, 3e-5, 1e-4))
 
     def anchor_temperatures(self, z_img: Tensor, z_txt: Tensor, clock: Clock) -> tuple[Tensor, dict[str, Tensor]]:
-        """(B, 2) τ with the networks' graph, and the prototypes each network would adopt (cross-modal)."""
-        tau_img, first_img = self.network_tau("image", z_img, z_txt, clock)
-        tau_txt, first_txt = self.network_tau("text", z_txt, z_img, clock)
-        return torch.stack([tau_img, tau_txt], dim=1), {"prototypes_image": first_img, "prototypes_text": first_txt}
+        """(B, 2) τ with the networks' graph, and each network's prototype shift (cross-modal features)."""
+        tau_img, shift_img = self.network_tau("image", z_img, z_txt, clock)
+        tau_txt, shift_txt = self.network_tau("text", z_txt, z_img, clock)
+        return torch.stack([tau_img, tau_txt], dim=1), {"prototypes_image": shift_img, "prototypes_text": shift_txt}
 
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
         """The estimator step at the networks' τ, then the networks' loss."""
@@ -196,10 +198,11 @@ class TempNetImageText(TempNetBase, ImageTextGCL):
 
 @register_strategy("tempnet")
 class TempNet(TempNetBase):
-    """This project's adaptation to two views: one network, τ_r = Net(z_r) for each of the 2B anchor rows; the
-    `isogclr` (views) estimator at those τ (u per sample: the mean of its two views' u, slightly inconsistent as
-    τ₁ ≠ τ₂) and G_r = log u_r + ρ − (1/K) Σ_k p_rk s_rk/τ_r. The prototypes start as the batch's features, view 2
-    first. Buffers (N,)."""
+    """TempNet (Qiu et al., ICML 2024) on two views (ours): one τ network for all 2B anchors, `isogclr`'s estimator.
+
+    τ_r = Net(z_r) for each anchor row; the `isogclr` (views) estimator at those τ (u per sample: the mean of its
+    two views' u, slightly inconsistent as τ₁ ≠ τ₂) and G_r = log u_r + ρ − (1/K) Σ_k p_rk s_rk/τ_r. The prototypes
+    start as the batch's features, view 2 first. Buffers `log_u`, `last_tau` (the view-1 anchor's τ): (N,)."""
 
     Config = TempNetConfig
     network_names = ("views",)
@@ -211,9 +214,9 @@ class TempNet(TempNetBase):
         self.register_buffer("log_u", torch.full((num_samples,), float("-inf")))
 
     def anchor_temperatures(self, z1: Tensor, z2: Tensor, clock: Clock) -> tuple[Tensor, dict[str, Tensor]]:
-        """(2B,) τ of the anchor rows (view 1, then view 2) with the network's graph, and its first prototypes."""
-        tau, first = self.network_tau("views", torch.cat([z1, z2]), torch.cat([z2, z1]), clock)
-        return tau, {"prototypes_views": first}
+        """(2B,) τ of the anchor rows (view 1, then view 2) with the network's graph, and its prototype shift."""
+        tau, shift = self.network_tau("views", torch.cat([z1, z2]), torch.cat([z2, z1]), clock)
+        return tau, {"prototypes_views": shift}
 
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
         """`isogclr`'s steps 1–6 at the network's per-anchor τ, then the network's loss."""
@@ -222,4 +225,4 @@ class TempNet(TempNetBase):
         res = global_contrastive_step(z1, z2, tau.detach()[:, None], self.log_u[idx].to(z1.dtype), c.gamma,
                                       c.first_visit)
         return self.finish(res.loss, tau, res.log_u_rows, res.weighted_sim, {"log_u": res.new_log_u, **saved},
-                           shift=res.positive_sim.mean())  # τ log u_s − s⁺ = τ log mean exp(h/τ)
+                           offset=res.positive_sim.mean())  # τ log u_s − s⁺ = τ log mean exp(h/τ)

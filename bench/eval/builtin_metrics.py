@@ -59,6 +59,12 @@ def _register_builtins() -> None:
                                "from the training split", lambda ev, p=predict: ev.accuracy(p(ev)), split="val"))
     register_metric(Metric("tau_spearman", "τ Spearman", "Spearman ρ of class-mean τ against training images per "
                            "class (per-sample-τ strategies; NaN for the others)", compute=None, unit=""))
+    # row fields of both pairings (declared once, for their labels): how often each per-sample state entry (u_i, τ_i)
+    # was updated over the run; NaN for strategies without per-sample state
+    register_metric(Metric("state_visits_mean", "visits/entry", "updates per per-sample state entry over the run, "
+                           "mean over entries (NaN without per-sample state)", compute=None, unit=""))
+    register_metric(Metric("state_visits_min", "min visits", "updates of the least-visited state entry over the run",
+                           compute=None, unit=""))
 
 
 _register_builtins()

@@ -25,7 +25,8 @@ KEY_COLUMNS = ("strategy", "dataset", "seed", "config_hash")
 BASELINE = "fixed"
 # the seed (it varies within a cell) and execution settings (how, not what, a run computes): never in a label
 IGNORED_IN_LABELS = ("seed", "device", "progress", "log_every", "checkpoint_every", "compile", "eval_backend")
-EXTRA_COLUMNS = ("tau_spearman", "tau_image_spearman", "tau_text_spearman")  # summarised, never paired
+# summarised, never paired: the τ analytics, and how often each per-sample state entry was updated
+EXTRA_COLUMNS = ("tau_spearman", "tau_image_spearman", "tau_text_spearman", "state_visits_mean", "state_visits_min")
 
 
 def default_metrics(rows: pd.DataFrame) -> list[str]:

@@ -53,10 +53,12 @@ class Reporter:
 
     @property
     def trial_number(self) -> int:
+        """The Optuna trial's number within its study."""
         return self._trial.number
 
     @property
     def study_name(self) -> str:
+        """The name of the study the trial belongs to."""
         return self._trial.study.study_name
 
     def report(self, epoch: int, value: float) -> None:
@@ -94,6 +96,7 @@ class StudyJob:
 
     @property
     def flat_grid(self) -> dict[str, list] | None:
+        """The grid as one {parameter: values} table (strategy and optimiser parts merged), or None."""
         return None if self.grid is None else {k: v for part in self.grid.values() for k, v in part.items()}
 
 
@@ -218,6 +221,7 @@ def open_study(job: StudyJob) -> Any:
 
 
 def load(job: StudyJob, worker: int) -> Any:
+    """The job's study as worker `worker` sees it: its own sampler seed, so workers do not draw the same points."""
     sampler = make_sampler(job.goal, job.flat_grid, job.space, job.seed, job.seed + worker + 10_007 * job.n_existing)
     return optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage, job.heartbeat),
                              sampler=sampler, pruner=job.pruner if job.pruner is not None else make_pruner(job.prune))

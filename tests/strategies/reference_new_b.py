@@ -99,7 +99,7 @@ def tempnet_image_text_loop(a: Tensor, b: Tensor, idx: list[int], u: dict, tau: 
     m = batch - 1
     clip, temp, new_u, grads = 0.0, 0.0, {}, {}
     for side, i, _, _, hs in sides(a, b):
-        key, t = (side, idx[i]), float(tau[i, side])
+        key, t = (side, idx[i]), val(tau[i, side])
         g = sum(math.exp(val(h) / t) for h in hs) / m
         gamma_i = first_visit_gamma(key, [(side, s) for s in idx], u, gamma, first_visit)
         u_i = (1 - gamma_i) * u.get(key, 0.0) + gamma_i * g
@@ -121,7 +121,7 @@ def tempnet_views_loop(a: Tensor, b: Tensor, idx: list[int], u: dict, tau: Tenso
     k_neg = 2 * batch - 2
     loss, temp, rows_u, grads = 0.0, 0.0, {}, []
     for r, (i, pos, _, negs) in enumerate(anchors(a, b)):
-        t = float(tau[r])
+        t = val(tau[r])
         g = sum(math.exp(val(s) / t) for s in negs) / k_neg
         gamma_i = first_visit_gamma(idx[i], idx, u, gamma, first_visit)
         u_r = (1 - gamma_i) * u.get(idx[i], 0.0) + gamma_i * g
@@ -220,7 +220,9 @@ class TempNetLossAuthors(nn.Module):
             - torch.sum(weights_image * image_diffs_d_temps, dim=1, keepdim=True)
         temp_weight_text = torch.log(s_T / (batch_size - 1)) + self.b_T[text_ids][None, :] + self.rho \
             - torch.sum(weights_text * text_diffs_d_temps, dim=0, keepdim=True)
-        temp_loss = torch.mean(temp_weight_image * tau_image[:, None]) + torch.mean(temp_weight_text * tau_text[None, :])
+        temp_image_loss = torch.mean(temp_weight_image * tau_image[:, None])
+        temp_text_loss = torch.mean(temp_weight_text * tau_text[None, :])
+        temp_loss = temp_image_loss + temp_text_loss
         return (clip_loss, temp_loss), tau_image.detach(), tau_text.detach()
 
 

@@ -133,6 +133,7 @@ class LockedImageTower(nn.Module):
         self.name, self.out_dim = name, out_dim
 
     def forward(self, rows: Tensor) -> Tensor:
+        """(B,) int64 image rows -> (B, out_dim) projections of their cached features."""
         return self.projector(self.features[rows])
 
     def extra_repr(self) -> str:

@@ -227,6 +227,7 @@ class HFTextTower(nn.Module):
         return self.projector(self.pooled([self.captions[i] for i in caption_idx.tolist()]))
 
     def encode_texts(self, texts: list[str]) -> Tensor:
+        """New texts (e.g. zero-shot prompts) -> (T, out_dim) through the encoder and the projector."""
         return self.projector(self.pooled(list(texts)))
 
 
