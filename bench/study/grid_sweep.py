@@ -1,4 +1,4 @@
-"""A suite as a grid study on shared storage: Optuna's GridSampler over (strategy, dataset, seed), each trial one
+"""A suite as a grid study on shared storage: Optuna's GridSampler over (entry, dataset, seed), each trial one
 `train` run whose result row is stored with the trial (user attribute `tempbench.row`). The same command started on
 any number of machines (or `devices`: one process per GPU here) shares one sweep and trains no run twice; the
 leaderboard is built from every finished trial's row.
@@ -34,7 +34,7 @@ from .workers import Budget, SurplusTrial, run_in_processes
 
 ROW_ATTR = "tempbench.row"  # trial user attr: the run's result row
 RUN_ATTR = "tempbench.run_id"  # trial user attr, set before training: a failed trial still says what it ran
-AXES = ("strategy", "dataset", "seed")  # the grid's parameters
+AXES = ("entry", "dataset", "seed")  # the grid's parameters: an entry is a strategy with its hyperparameters
 
 
 @dataclass
@@ -53,20 +53,37 @@ class SweepJob:
     heartbeat: int | None = DEFAULT_HEARTBEAT
 
     @property
+    def points(self) -> list[tuple[str, str, int]]:
+        """Each config's grid point (entry, dataset, seed), in the suite's order (`entry_names`)."""
+        return list(zip(entry_names(self.configs), (c.dataset for c in self.configs), (c.seed for c in self.configs)))
+
+    @property
     def grid(self) -> dict[str, list]:
         """{axis: its values in the suite's order, each once} for AXES: the GridSampler's search space."""
-        return {axis: list(dict.fromkeys(getattr(c, axis) for c in self.configs)) for axis in AXES}
+        return {axis: list(dict.fromkeys(p[i] for p in self.points)) for i, axis in enumerate(AXES)}
 
-    def config_at(self, strategy: str, dataset: str, seed: int) -> RunConfig:
+    def config_at(self, entry: str, dataset: str, seed: int) -> RunConfig:
         """The suite's config at one grid point (every point has exactly one: `run_grid_sweep` checks)."""
-        return next(c for c in self.configs if (c.strategy, c.dataset, c.seed) == (strategy, dataset, seed))
+        return self.configs[self.points.index((entry, dataset, seed))]
+
+
+def entry_names(configs: list[RunConfig]) -> list[str]:
+    """Each config's suite entry: its strategy's name, or `strategy#k` for the k-th hyperparameter set of a strategy
+    the suite runs in several configurations (its variants), so each gets its own grid value."""
+    sets: dict[str, list[str]] = {}
+    keys = [json.dumps(c.hyperparameters, sort_keys=True) for c in configs]
+    for c, key in zip(configs, keys):
+        if key not in sets.setdefault(c.strategy, []):
+            sets[c.strategy].append(key)
+    return [c.strategy if len(sets[c.strategy]) == 1 else f"{c.strategy}#{sets[c.strategy].index(key)}"
+            for c, key in zip(configs, keys)]
 
 
 def run_grid_sweep(job: SweepJob, devices: list[str | None]) -> Any:
     """Open (or resume) the sweep's study, run one worker per device (in this process for a single one) until
     every grid point is COMPLETE; return the study."""
-    if math.prod(len(v) for v in job.grid.values()) != len(job.configs):
-        raise ValueError("a sweep needs every (strategy, dataset, seed) combination once")
+    if math.prod(len(v) for v in job.grid.values()) != len(job.configs) or len(set(job.points)) != len(job.configs):
+        raise ValueError("a sweep needs every (strategy with its hyperparameters, dataset, seed) combination once")
     open_sweep(job)
     if len(devices) == 1:
         sweep_worker(job, devices[0])

@@ -18,5 +18,5 @@ cfg = rows["config"].map(json.loads)
 table = pd.DataFrame({"projector_hidden": cfg.map(lambda c: c["projector_hidden"]),
                       "weight_decay": cfg.map(lambda c: c["weight_decay"]), "lr": cfg.map(lambda c: c["lr"]),
                       "val_r_mean": rows["val_r_mean"].round(2), "final_loss": rows["final_loss"].round(4)})
-print(table.sort_values("val_r_mean", ascending=False).to_markdown(index=False))
+print(table.sort_values("val_r_mean", ascending=False).to_string(index=False))
 PY

@@ -12,7 +12,7 @@ import tempbench.datasets.locations as locations
 from tempbench.datasets import get_card, list_cards, load_dataset
 
 SHIPPED = ["cifar10", "cifar10-lt", "cifar100", "cifar100-lt", "digits", "digits-lt", "fashion-mnist",
-           "fashion-mnist-lt", "flickr8k"]
+           "fashion-mnist-lt", "flickr8k", "flickr8k-128"]
 
 
 def test_every_card_ships_and_reads() -> None:
