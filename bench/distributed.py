@@ -4,7 +4,7 @@
 The contract: a run on k processes with a per-process batch of B/k computes what one process computes with batch B.
 - Every process draws the same global permutation and the same augmentation parameters for the global batch (one
   shared seeded stream), and renders only its own slice of it.
-- Projector outputs are all-gathered *with gradient* (the functional collective `all_gather_tensor_autograd`, whose
+- Projector outputs are all-gathered *with gradient* (the functional collective `all_gather_single_autograd`, whose
   backward is a summing reduce-scatter; `torch.distributed.nn.functional.all_gather` did the same and is deprecated),
   so every anchor sees the global batch's negatives, and every process computes the strategy on the global batch:
   its loss, and with the gathered indices its per-sample state update (u, τ, momentum), identical on every process.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.distributed._functional_collectives import all_gather_tensor_autograd  # current, autograd-aware
+from torch.distributed._functional_collectives import all_gather_single_autograd  # current, autograd-aware
 
 from tempbench.provenance import resolve_device
 
@@ -73,7 +73,7 @@ def gather_with_grad(x: Tensor, world: World) -> Tensor:
     """(k·b, ...) every process's (b, ...) rows, in rank order, differentiable (see the module docstring)."""
     if not world.distributed:
         return x
-    return all_gather_tensor_autograd(x.contiguous(), gather_dim=0, group=dist.group.WORLD)
+    return all_gather_single_autograd(x.contiguous(), gather_dim=0, group=dist.group.WORLD)
 
 
 def gather_rows(x: Tensor, world: World) -> Tensor:

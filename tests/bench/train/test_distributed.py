@@ -37,6 +37,8 @@ def train_cli(out: Path, strategy: str, nproc: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = run_in_group(argv, env)
     assert done.returncode == 0, done.stderr[-3000:]
+    # the gather with gradient uses PyTorch's current functional collective: no deprecation warning on any rank
+    assert "deprecated" not in done.stderr, done.stderr[-3000:]
     rows = pd.read_csv(out / "runs.csv")
     assert len(rows) == 1  # rank 0 alone appends the row
     return rows.iloc[0].to_dict()
