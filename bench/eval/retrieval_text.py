@@ -141,15 +141,6 @@ class ImageTextEvaluation:
         return (self.i2t_r_mean() + self.t2i_r_mean()) / 2.0
 
 
-def retrieval_metrics(image_features: Any, text_features: Any, caption_image: Any, *,
-                      ks: Sequence[int] = RETRIEVAL_KS, backend: str = "auto",
-                      device: torch.device | str | None = None) -> dict[str, float]:
-    """{"i2t_r1", …, "t2i_r10", "i2t_r_mean", "t2i_r_mean", "r_mean"} (%) on one split, without the registry."""
-    ev = ImageTextEvaluation(image_features, text_features, caption_image, backend=backend, device=device, ks=ks)
-    out = {f"i2t_r{k}": ev.i2t_recall(k) for k in ks} | {f"t2i_r{k}": ev.t2i_recall(k) for k in ks}
-    return out | {"i2t_r_mean": ev.i2t_r_mean(), "t2i_r_mean": ev.t2i_r_mean(), "r_mean": ev.r_mean()}
-
-
 def evaluate_image_text(ev: ImageTextEvaluation, metrics: list[Metric] | None = None, *,
                         split: str = "test") -> dict[str, float]:
     """{metric name: value} of every registered `image_text` metric of `split` (or the given ones) that computes
