@@ -164,7 +164,7 @@ def _load_plugins() -> None:
 
 
 def list_pairings() -> list[str]:
-    """The registered pairing names, in registration order (the built-ins first: views, image_text)."""
+    """The registered pairing names, in registration order (the built-ins first)."""
     _load_plugins()
     return list(_REGISTRY)
 
