@@ -101,7 +101,8 @@ class StudyJob:
 
 
 def run_study(strategy: str | type[Strategy], trial_fn: TrialFn, *, n_trials: int | None, grid: bool,
-              storage: str | None, study_name: str | None, out_dir: Path, seed: int = 0, epochs: int | None = None, workers: int = 1,
+              storage: str | None, study_name: str | None, out_dir: Path, seed: int = 0, epochs: int | None = None,
+              workers: int = 1,
               direction: str = "maximize", extra_space: Callable[[Any], dict] | None = None,
               extra_grid: dict[str, list] | None = None, grid_values: dict[str, list] | None = None,
               pruner: Any = None, metric: str = "objective", test_metric: str | None = None,
