@@ -46,6 +46,7 @@ class PairedTrainData(TrainData):
     pairs: TrainingPairs | None = None
     epoch_by: str = "images"
     batch_size: int = 1  # the global batch: a pairs epoch cuts every round to whole batches
+    locked: bool = False  # `images` are rows into cached features (towers="locked"), not pixels
 
 
 class ImageTextPairing(Pairing):
@@ -92,18 +93,18 @@ class ImageTextPairing(Pairing):
         """The training split's images on `device` (their rows, with locked towers) and its (image, caption)
         pairs: one state entry per pair (FastCLIP's indexing), so an image's five captions keep five u's and τ's."""
         pairs = TrainingPairs.of(data)
-        rows = data.splits["train"]
-        images = rows.to(device) if config.towers == "locked" else data.images[rows].to(device)
+        rows, locked = data.splits["train"], config.towers == "locked"
+        images = rows.to(device) if locked else data.images[rows].to(device)
         return PairedTrainData(images, torch.arange(len(rows)), torch.zeros(0, dtype=torch.int64),
                                num_samples=len(pairs.captions), pairs=pairs, epoch_by=config.epoch_by,
-                               batch_size=config.batch_size)
+                               batch_size=config.batch_size, locked=locked)
 
     def build_model(self, config: RunConfig, data: CaptionDataset, train: PairedTrainData, device: torch.device,
                     out_dim: int) -> nn.Module:
         """The image tower, then the text tower over every caption of the dataset (initialised in that order from
         the run's seed). Locked: the pretrained network's cached features of every image (extracted once per
         dataset and image size, see `locked`) under a trainable head as wide as the text tower's."""
-        if config.towers == "locked":
+        if train.locked:
             features = locked_image_features(config.encoder, data.images, device=device, progress=config.progress)
             image = LockedImageTower(features, out_dim, hidden=config.projector_hidden, name=config.encoder)
         else:
@@ -124,7 +125,7 @@ class ImageTextPairing(Pairing):
 
     def calibration_input(self, train: PairedTrainData, data: CaptionDataset) -> Tensor:
         """64 training images as the image tower takes them (rows for a locked tower)."""
-        if train.images.dtype == torch.int64:  # locked: rows into the cached features
+        if train.locked:  # rows into the cached features
             return train.images[:64]
         return super().calibration_input(train, data)
 
@@ -147,10 +148,10 @@ class ImageTextPairing(Pairing):
     def encode(self, setup: Setup, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """One augmented view of each pair's image through the image tower (its cached features, when locked), its
         caption through the text tower; under torchrun each process encodes its slice of the global batch."""
-        world, pairs, model = setup.world, setup.train.pairs, setup.model
+        world, pairs = setup.world, setup.train.pairs
         local = local_slice(idx, world)
         rows = setup.train.images[pairs.images[local.cpu()].to(setup.device)]
-        if model.locked:  # rows of the cached features: nothing to render
+        if setup.train.locked:  # rows of the cached features: nothing to render
             images = rows
         else:
             images = torch.cat(setup.augment.slice_of(rows, generator, world.rank * len(local), len(idx)))
