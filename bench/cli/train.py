@@ -12,7 +12,7 @@ from pathlib import Path
 from tempbench.config import resolve_run_config
 from tempbench.distributed import launched_by_torchrun, shutdown
 from tempbench.eval import list_metrics
-from tempbench.leaderboard import append_row
+from tempbench.leaderboard import keep_row
 from tempbench.train import run_id, train
 
 from .common import make_tracker, note, print_json, tracking_hint
@@ -55,12 +55,12 @@ def train_here(args: argparse.Namespace) -> int:
     row = train(config, out_dir=out, resume=Path(args.resume) if args.resume else None, tracker=tracker)
     if row is None:  # another process of a torchrun launch: rank 0 reports
         return 0
-    append_row(out / "runs.csv", row)
+    kept = keep_row(out / "runs.csv", row)
     if args.json:
         print_json(row)
     else:
         print(format_row(row))
-    note(f"row appended to {out / 'runs.csv'} (run {run_id(config)})")
+    note(f"row {'appended to' if kept.suffix == '.csv' else 'kept in'} {kept} (run {run_id(config)})")
     note(tracking_hint(args, out))
     return 0
 

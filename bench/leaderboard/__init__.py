@@ -20,7 +20,7 @@ from tempbench.util import write_atomic
 from .figures import FigureWarning, save_leaderboard_figures
 from .groups import format_groups
 from .render import format_markdown, format_subsets, format_terminal
-from .rows import append_row, read_rows
+from .rows import append_row, keep_row, read_rows
 from .stats import holm, mean_ci, paired_test
 from .subsets import subset_variance
 from .table import check_rows, default_metrics, summarize_rows
@@ -67,6 +67,7 @@ __all__ = [
     "FigureWarning",
     "Leaderboard",
     "append_row",
+    "keep_row",
     "build_leaderboard",
     "check_rows",
     "default_metrics",

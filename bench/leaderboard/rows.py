@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -16,7 +17,11 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from tempbench.util import write_atomic
+from tempbench.util import ArtifactWarning, write_atomic
+
+# a row's `history` holds every epoch's numbers (and step losses): 200 epochs pass the csv module's default cell
+# limit of 131,072 characters
+csv.field_size_limit(2**31 - 1)
 
 
 def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> Path:
@@ -29,6 +34,21 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> Path:
         rows.append({c: _cell(v) for c, v in row.items()})
         write_atomic(path, lambda fh: _write_csv(fh, columns, rows), text=True)
     return path
+
+
+def keep_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> Path:
+    """`append_row`, and if that fails, the row as JSON beside the CSV (`runs.csv.RUN_ID.json`) with an
+    `ArtifactWarning` naming both: a finished run's numbers are never lost to a failed write. Returns the file the
+    row is in."""
+    path = Path(path)
+    try:
+        return append_row(path, row)
+    except Exception as exc:  # whatever failed (a full disk, a corrupt CSV), the row is worth more than the table
+        spare = path.with_name(f"{path.name}.{row.get('run_id', 'row')}.json")
+        spare.write_text(json.dumps(_nan_to_none(dict(row)), default=str, indent=1))
+        warnings.warn(f"could not append the row to {path} ({type(exc).__name__}: {exc}); it is kept in {spare}",
+                      ArtifactWarning, stacklevel=2)
+        return spare
 
 
 def read_rows(path: str | os.PathLike[str]) -> pd.DataFrame:

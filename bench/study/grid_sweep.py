@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from tempbench.config import RunConfig
 from tempbench.eval import summary_line
-from tempbench.leaderboard import append_row
+from tempbench.leaderboard import keep_row
 from tempbench.tracking import NestedTracker, RunHandle
 from tempbench.train import run_id, train
 
@@ -134,7 +134,7 @@ def _objective(job: SweepJob, device: str | None) -> Any:
                     tracker_parent=RunHandle("sweep", job.parent_run_id))
         # user attrs must be JSON: the round trip turns paths, NumPy scalars etc. into strings and numbers once, here
         trial.set_user_attr(ROW_ATTR, json.loads(json.dumps(row, default=str)))
-        append_row(Path(job.out) / "runs.csv", row)  # this machine's rows too, as without --storage
+        keep_row(Path(job.out) / "runs.csv", row)  # this machine's rows too, as without --storage
         print(f"{job.study_name} trial {trial.number} {run_id(config)} on {config.device}: {summary_line(row)}",
               file=sys.stderr, flush=True)
         return float(row.get("time_train_s", 0.0))

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from tempbench.config import RunConfig
 from tempbench.eval import summary_line
-from tempbench.leaderboard import append_row, read_rows
+from tempbench.leaderboard import keep_row, read_rows
 from tempbench.tracking import Tracker
 from tempbench.train import run_id, train
 
@@ -44,7 +44,7 @@ def run_sweep(configs: Sequence[RunConfig], out: Path, tracker: Tracker, parent:
         for config in todo:
             start = time.perf_counter()
             row = train(config, out_dir=out, tracker=tracker, tracker_parent=parent, checkpoints=checkpoints)
-            append_row(out / "runs.csv", row)
+            keep_row(out / "runs.csv", row)
             bar.write(f"{run_id(config)}: {summary_line(row)}  ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
             bar.update(1)
     finally:

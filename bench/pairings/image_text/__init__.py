@@ -45,7 +45,7 @@ class PairedTrainData(TrainData):
 
     pairs: TrainingPairs | None = None
     epoch_by: str = "images"
-    batch_size: int = 1  # the global batch: a pairs epoch cuts every round to whole batches
+    batch_size: int = 1  # the global batch: a pairs epoch is cut into whole batches of it
     locked: bool = False  # `images` are rows into cached features (towers="locked"), not pixels
 
 
@@ -116,12 +116,10 @@ class ImageTextPairing(Pairing):
         return ImageTextModel(image.to(device), text)
 
     def steps_per_epoch(self, train: PairedTrainData, batch_size: int) -> int:
-        """images: one pass over the training images; pairs: one pass over every round of pairs (`pairs.rounds`),
-        each round cut into whole batches."""
-        if train.epoch_by == "images":
-            return len(train.train_idx) // batch_size
-        counts = train.pairs.offsets[1:] - train.pairs.offsets[:-1]
-        return sum(int((counts > r).sum()) // batch_size for r in range(int(counts.max())))
+        """images: one pass over the training images; pairs: one pass over every pair (`TrainingPairs.epoch`), both
+        cut to whole batches."""
+        n = len(train.train_idx) if train.epoch_by == "images" else len(train.pairs.captions)
+        return n // batch_size
 
     def calibration_input(self, train: PairedTrainData, data: CaptionDataset) -> Tensor:
         """64 training images as the image tower takes them (rows for a locked tower)."""
@@ -133,17 +131,14 @@ class ImageTextPairing(Pairing):
         """The pair indices of an epoch in training order. A batch never holds two captions of one image (they
         would be each other's false negatives):
         - images: every training image once in a seeded order, each replaced by one of its pairs drawn at random;
-        - pairs: every pair once — the rounds of `TrainingPairs.rounds` (at most one pair per image each), each
-          shuffled and cut to whole batches, the rounds in a seeded order."""
+        - pairs: every pair once (`TrainingPairs.epoch`): rounds of at most one pair per image, each shuffled, in a
+          seeded order, cut into batches across the rounds and repaired where a batch straddles two of them."""
         order_gen = torch.Generator().manual_seed(seed_for(seed, epoch, ORDER))
         caption_gen = torch.Generator().manual_seed(seed_for(seed, epoch, CAPTION))
         if train.epoch_by == "images":
             perm = torch.randperm(len(train.images), generator=order_gen)
             return train.pairs.draw(torch.arange(len(train.images)), caption_gen)[perm]
-        rounds = train.pairs.rounds(caption_gen)
-        whole = [len(r) // train.batch_size * train.batch_size for r in rounds]  # no batch straddles two rounds
-        return torch.cat([rounds[r][torch.randperm(len(rounds[r]), generator=order_gen)][:whole[r]]
-                          for r in torch.randperm(len(rounds), generator=order_gen).tolist()])
+        return train.pairs.epoch(train.batch_size, order_gen, caption_gen)
 
     def encode(self, setup: Setup, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """One augmented view of each pair's image through the image tower (its cached features, when locked), its

@@ -2,7 +2,7 @@
 
 Three choices, the same as FastCLIP's:
 - an epoch visits every training image once (a seeded permutation, drop_last), each paired with one of its captions
-  drawn at random (seeded by run seed and epoch);
+  drawn at random (seeded by run seed and epoch), or (`epoch_by="pairs"`) every pair once (`TrainingPairs.epoch`);
 - strategy state is indexed per (image, caption) pair: `idx` is the pair's index among the training captions, so an
   image's five captions keep five u's and τ's (their positives differ);
 - a batch never holds two captions of the same image, because it holds each image at most once, so no caption of the
@@ -12,6 +12,7 @@ Three choices, the same as FastCLIP's:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 from torch import Tensor, nn
@@ -55,10 +56,57 @@ class TrainingPairs:
         by_round[order] = rank
         return [torch.nonzero(by_round == r).flatten() for r in range(int(counts.max()))]
 
+    def epoch(self, batch_size: int, order_gen: torch.Generator, caption_gen: torch.Generator) -> Tensor:
+        """Every pair once, in whole batches that never hold two captions of one image: the `rounds`, each shuffled,
+        in a seeded order, concatenated and cut into batches of `batch_size` (`without_repeats`); only the last
+        len % batch_size pairs of the epoch fall off (drop_last), not a remainder per round. Returns the
+        (steps × batch_size,) pair indices in training order."""
+        rounds = self.rounds(caption_gen)
+        order = torch.cat([rounds[r][torch.randperm(len(rounds[r]), generator=order_gen)]
+                           for r in torch.randperm(len(rounds), generator=order_gen).tolist()])
+        return without_repeats(order, self.images, batch_size)
+
     def draw(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """(n,) one random pair of each of the resident images `images` (n,) (CPU), uniformly among its captions."""
         start, count = self.offsets[images], self.offsets[images + 1] - self.offsets[images]
         return start + (torch.rand(len(images), generator=generator, dtype=torch.float64) * count).long()
+
+
+def without_repeats(order: Tensor, groups: Tensor, batch_size: int) -> Tensor:
+    """`order` (n,) cut to its whole batches of `batch_size`, with entries swapped until no batch holds two entries
+    of one group (`groups[order]`, e.g. the image of each pair). Batches are repaired first to last: a repeat is
+    swapped with the first entry after the batch whose group the batch lacks and whose own batch lacks the repeat's
+    group (the dropped tail has no batch), else with such an entry before it. Where the order is a concatenation of
+    repeat-free runs (the `rounds`) only the batches across a run boundary need a swap, a few per epoch.
+    Raises ValueError when no swap exists (a group with more than n / batch_size entries)."""
+    order = order.clone()
+    steps = len(order) // batch_size
+    group = groups[order].tolist()
+    members = [set(group[k * batch_size:(k + 1) * batch_size]) for k in range(steps)]
+    batch_of = [min(i // batch_size, steps) for i in range(len(order))]  # `steps`: the dropped tail
+    for k in range(steps):
+        lo, hi = k * batch_size, (k + 1) * batch_size
+        if len(members[k]) == batch_size:
+            continue
+        seen: set[int] = set()
+        for p in range(lo, hi):
+            if group[p] not in seen:
+                seen.add(group[p])
+                continue
+            q = next((q for q in chain(range(hi, len(order)), range(lo)) if group[q] not in members[k]
+                      and (batch_of[q] == steps or group[p] not in members[batch_of[q]])), None)
+            if q is None:
+                raise ValueError(f"cannot cut {len(order)} entries into batches of {batch_size} without two of one "
+                                 f"group in a batch (group {group[p]} has too many)")
+            other = batch_of[q]
+            if other < steps:
+                members[other].discard(group[q])
+                members[other].add(group[p])
+            members[k].add(group[q])
+            seen.add(group[q])
+            order[p], order[q] = int(order[q]), int(order[p])
+            group[p], group[q] = group[q], group[p]
+    return order[:steps * batch_size]
 
 
 class ImageTextModel(nn.Module):

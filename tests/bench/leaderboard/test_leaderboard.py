@@ -13,6 +13,7 @@ from scipy import stats
 from tempbench.leaderboard import (
     append_row,
     build_leaderboard,
+    keep_row,
     check_rows,
     holm,
     mean_ci,
@@ -48,6 +49,24 @@ def test_append_writes_floats_that_round_trip(tmp_path):
     path = tmp_path / "runs.csv"
     append_row(path, {"x": 0.1 + 0.2, "y": float("nan")})
     assert read_rows(path)["x"].iloc[0] == 0.1 + 0.2
+
+
+def test_a_long_run_history_cell_appends(tmp_path):
+    """A 200-epoch run's history passes the csv module's default cell limit (131,072 characters)."""
+    path = tmp_path / "runs.csv"
+    history = [{"epoch": e, "step_losses": [0.123456789] * 40} for e in range(200)]
+    append_row(path, {"run_id": "a", "history": history})
+    append_row(path, {"run_id": "b", "history": history})  # re-reads the long cell
+    assert len(json.loads(read_rows(path)["history"].iloc[1])) == 200
+
+
+def test_keep_row_saves_a_row_it_cannot_append(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.mkdir()  # not a file: the append fails
+    with pytest.warns(UserWarning, match="kept in"):
+        kept = keep_row(path, {"run_id": "fixed-s0", "linear_top1": 81.25, "tau": float("nan")})
+    assert kept.name == "runs.csv.fixed-s0.json"
+    assert json.loads(kept.read_text()) == {"run_id": "fixed-s0", "linear_top1": 81.25, "tau": None}
 
 
 def test_read_rows_reports_a_missing_file(tmp_path):
