@@ -13,9 +13,9 @@ from scipy import stats
 from tempbench.leaderboard import (
     append_row,
     build_leaderboard,
-    keep_row,
     check_rows,
     holm,
+    keep_row,
     mean_ci,
     paired_test,
     read_rows,
