@@ -54,6 +54,9 @@ class RunConfig:
     text_tower: str = "minilm"  # image_text only: minilm (frozen all-MiniLM-L6-v2 + projector) | hf:NAME (trainable)
     towers: str = "trained"  # image_text: trained (the image encoder learns) | locked (pretrained, frozen, cached)
     epoch_by: str = "images"  # image_text: images (one caption per image an epoch) | pairs (every pair once)
+    # image_text: what indexes per-sample strategy state: pair (both anchors' state per (image, caption) pair,
+    # FastCLIP) | image_caption (the image anchor's per image, the text anchor's per pair: the iSogCLR authors')
+    state_index: str = "pair"
     norm: str = "batch"  # batch | group (batch-independent) | sync_batch (BatchNorm synchronised across processes)
     projector_hidden: int = 256
     projector_out: int = 128
@@ -105,6 +108,8 @@ class RunConfig:
             raise ValueError(f"towers must be 'trained' or 'locked', got {self.towers!r}")
         if self.epoch_by not in ("images", "pairs"):
             raise ValueError(f"epoch_by must be 'images' or 'pairs', got {self.epoch_by!r}")
+        if self.state_index not in ("pair", "image_caption"):
+            raise ValueError(f"state_index must be 'pair' or 'image_caption', got {self.state_index!r}")
         if self.norm not in ("batch", "group", "sync_batch"):
             raise ValueError(f"norm must be one of 'batch', 'group', 'sync_batch'; got {self.norm!r}")
         if self.image_size is not None and self.image_size < 1:
@@ -113,9 +118,11 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting by name, JSON-ready: the pairing as its name, the card and the strategy class left out (the
-        dataset and strategy names, the card's cut and the resolved hyperparameters stand for them)."""
+        dataset and strategy names, the card's cut and the resolved hyperparameters stand for them), and a setting
+        of `RECORDED_WHEN_SET` left out at its default."""
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
-               if f.name not in RESOLVED_OBJECTS}
+               if f.name not in RESOLVED_OBJECTS
+               and not (f.name in RECORDED_WHEN_SET and getattr(self, f.name) == RECORDED_WHEN_SET[f.name])}
         return {**out, "pairing": self.pairing.name}
 
     def hash(self) -> str:
@@ -131,6 +138,10 @@ EXECUTION_SETTINGS = ("device", "threads", "precision", "progress", "log_every",
 UNHASHED = ("seed", *EXECUTION_SETTINGS)
 # objects, not values: to_dict leaves them out (`pairing` is recorded by name)
 RESOLVED_OBJECTS = ("card", "strategy_class", "strategy_config")
+# Settings added after results existed -> the default those results ran with. `to_dict` records one only when it
+# differs from that default, so the hash, the row's config and the checkpoints of every earlier configuration stay
+# what they were (earlier rows keep their cells, earlier sweeps and checkpoints resume).
+RECORDED_WHEN_SET: dict[str, Any] = {"state_index": "pair"}
 # Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels, and the
 # pairing, card and strategy class are resolved from the dataset and strategy names.
 NOT_SETTINGS = ("strategy", "hyperparameters", "pairing", *RESOLVED_OBJECTS)

@@ -26,7 +26,7 @@ from . import (  # noqa: F401  (registers the built-ins)
     tau_uncertainty,
     tempnet,
 )
-from .base import PAIRINGS, Clock, StepOut, Strategy, tau_shape
+from .base import PAIRINGS, Clock, StepOut, Strategy, rows_of, set_rows, tau_shape
 from .global_tau import GlobalTauStrategy
 from .registry import (
     ENTRY_POINT_GROUP,
@@ -55,6 +55,8 @@ __all__ = [
     "log_uniform",
     "register_strategy",
     "reserve_hyperparameter_names",
+    "rows_of",
+    "set_rows",
     "strategy_pairings",
     "tau_shape",
     "uniform",

@@ -6,6 +6,7 @@ inputs are is the strategy's `pairing` (README.md, "Pairings"): two augmented vi
 image and its caption ("image_text"). How it is used:
 
     out = strategy(a, b, idx, clock)    # a, b: (B, d + extra_outputs) raw outputs; idx: (B,) distinct dataset indices
+                                        # (image_text may also index its two columns apart: idx (B, 2), `rows_of`)
     out.loss.backward(); opt.step()
     strategy.update(out, idx, clock)    # no-grad state step; a no-op for stateless strategies
     strategy.temperatures()             # (N,) current τ per training sample; (N, 2) for image_text
@@ -60,6 +61,38 @@ def tau_shape(pairing: str, rows: int) -> tuple[int, ...]:
     """Shape of a per-sample temperature table: (rows,) for views; (rows, 2) for image_text, column 0 the image
     anchors' τ and column 1 the text anchors'."""
     return (rows, *TAU_COLUMNS[pairing])
+
+
+# ---- per-sample state: the batch's rows ---------------------------------------------------------------------------
+# An image_text batch indexes its state in one of two ways: idx (B,) gives both anchors of pair i the state row
+# idx[i] (one entry per image–caption pair, FastCLIP's indexing); idx (B, 2) holds [image index, caption index] per
+# pair (the caption's index is its pair's) and indexes each column by its own, column 0 (the image anchors) by the
+# image and column 1 (the text anchors) by the caption (the iSogCLR authors' indexing: an image's captions share its
+# image-side state). Strategies read and write their per-sample tables through these two, so they serve both.
+def rows_of(state: Tensor, idx: Tensor) -> Tensor:
+    """The batch's rows of a per-sample state table: `state[idx]` for idx (B,); for idx (B, 2), (B, 2) with column 0
+    from row idx[:, 0] and column 1 from row idx[:, 1] of an (N, 2) table."""
+    if idx.ndim == 1:
+        return state[idx]
+    _check_two_columns(state, idx)
+    return torch.stack([state[idx[:, 0], 0], state[idx[:, 1], 1]], dim=1)
+
+
+def set_rows(state: Tensor, idx: Tensor, values: Tensor) -> None:
+    """Write `values` (the shape `rows_of(state, idx)` has) into the batch's rows of `state`, in place."""
+    if idx.ndim == 1:
+        state[idx] = values
+        return
+    _check_two_columns(state, idx)
+    state[idx[:, 0], 0] = values[:, 0]
+    state[idx[:, 1], 1] = values[:, 1]
+
+
+def _check_two_columns(state: Tensor, idx: Tensor) -> None:
+    """idx (B, 2) indexes the two columns of an (N, 2) table apart; any other table has no columns to split."""
+    if idx.ndim != 2 or idx.shape[1] != 2 or state.ndim != 2 or state.shape[1] != 2:
+        raise ValueError(f"an idx of shape {tuple(idx.shape)} ([image index, caption index] per pair) indexes an "
+                         f"(N, 2) state table by column; this table is {tuple(state.shape)}")
 
 
 @dataclass
@@ -117,7 +150,8 @@ class Strategy(nn.Module, StrategySpec):
 
     # ---- the step: what a subclass writes -----------------------------------------------------------------------
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
-        """The step on L2-normalised (B, d) features: the two views, or image (z1) and text (z2); idx: (B,)."""
+        """The step on L2-normalised (B, d) features: the two views, or image (z1) and text (z2); idx: (B,), or
+        (B, 2) for image_text (`rows_of`)."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -127,7 +161,8 @@ class Strategy(nn.Module, StrategySpec):
     # ---- derived from the declarations --------------------------------------------------------------------------
     def forward(self, a: Tensor, b: Tensor, idx: Tensor, clock: Clock) -> StepOut:
         """Loss of one batch. a, b: (B, d + extra_outputs) raw projector outputs (views: the two views; image_text:
-        image and text); idx: (B,) dataset indices (of the samples, or of the image–caption pairs)."""
+        image and text); idx: (B,) dataset indices (of the samples, or of the image–caption pairs), or for
+        image_text (B, 2) [image index, caption index] per pair (`rows_of`)."""
         if self.check_inputs:
             check_batch(self, a, b, idx)
         # Similarities, exp and log run in float32 (or float64 if given) even under autocast: bf16 is too coarse
@@ -186,7 +221,8 @@ class Strategy(nn.Module, StrategySpec):
 
 def check_batch(strategy: Strategy, a: Tensor, b: Tensor, idx: Tensor) -> None:
     """Raise ValueError unless a, b are two (B, d + extra_outputs) tensors with B >= 2 and idx holds B distinct
-    integer indices in [0, num_samples). Costs a host sync on CUDA (min, max, unique)."""
+    integer indices in [0, num_samples): idx (B,), or for image_text (B, 2) with each column distinct (`rows_of`).
+    Costs a host sync on CUDA (min, max, unique)."""
     # Both pairings give two (B, D) tensors of one width: two views, or image and text features projected into one
     # embedding space.
     if a.ndim != 2 or a.shape != b.shape:
@@ -198,10 +234,12 @@ def check_batch(strategy: Strategy, a: Tensor, b: Tensor, idx: Tensor) -> None:
                          f"got {a.shape[1]}")
     if a.shape[0] < 2:
         raise ValueError(f"a batch needs at least 2 samples (negatives come from the batch), got {a.shape[0]}")
-    if idx.shape != (a.shape[0],) or idx.dtype.is_floating_point or idx.dtype == torch.bool:
-        raise ValueError(f"idx must be an integer tensor of shape ({a.shape[0]},), got {idx.dtype} {tuple(idx.shape)}")
+    shapes = [(a.shape[0],), (a.shape[0], 2)] if strategy.pairing == "image_text" else [(a.shape[0],)]
+    if idx.shape not in shapes or idx.dtype.is_floating_point or idx.dtype == torch.bool:
+        raise ValueError(f"idx must be an integer tensor of shape {' or '.join(map(str, shapes))}, got {idx.dtype} "
+                         f"{tuple(idx.shape)}")
     lo, hi = int(idx.min()), int(idx.max())
     if lo < 0 or hi >= strategy.num_samples:
         raise ValueError(f"idx must lie in [0, {strategy.num_samples}) (num_samples), got values in [{lo}, {hi}]")
-    if torch.unique(idx).numel() != idx.numel():
+    if any(torch.unique(column).numel() != len(column) for column in idx.reshape(len(idx), -1).T):
         raise ValueError("idx holds duplicate dataset indices; a batch must hold distinct samples")

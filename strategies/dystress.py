@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy
+from .base import Clock, StepOut, Strategy, set_rows
 from .bimodal_losses import similarity
 from .losses import positive_columns, similarity_matrix
 from .registry import register_strategy
@@ -97,7 +97,7 @@ class DySTreSS(Strategy):
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         """Record each sample's mean τ of this batch."""
-        self.last_tau[idx] = out.saved["tau"].to(self.last_tau.dtype)
+        set_rows(self.last_tau, idx, out.saved["tau"].to(self.last_tau.dtype))
 
 
 @register_strategy("dystress", pairing="image_text")

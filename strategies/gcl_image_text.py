@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy
+from .base import Clock, StepOut, Strategy, rows_of, set_rows
 from .bimodal_losses import GAMMA_SCHEDULES, BimodalGCLStep, gamma_at, gcl_step, similarity
 from .losses import FIRST_VISIT_RULES
 from .spec import check_choice, check_range
@@ -27,7 +27,8 @@ def check_moving_average(config: Any) -> None:
 
 class ImageTextGCL(Strategy):
     """Base of the image–text GCL strategies. Buffer `log_u` (N, 2): log u of each pair's image anchor (column 0)
-    and text anchor (column 1), −inf = never visited. Subclasses pick each anchor's τ and call `gcl`."""
+    and text anchor (column 1), −inf = never visited; with idx (B, 2) column 0 is per image instead (`rows_of`).
+    Subclasses pick each anchor's τ and call `gcl`."""
 
     per_sample_state = True
 
@@ -42,11 +43,11 @@ class ImageTextGCL(Strategy):
 
     def gcl(self, z_img: Tensor, z_txt: Tensor, idx: Tensor, clock: Clock, tau: Tensor,
             include_positive: bool = False) -> BimodalGCLStep:
-        """The estimator step at per-anchor temperatures `tau` (B, 2), from the stored log u of the batch's pairs."""
-        return gcl_step(similarity(z_img, z_txt), tau, self.log_u[idx].to(z_img.dtype), self.gamma(clock),
+        """The estimator step at per-anchor temperatures `tau` (B, 2), from the stored log u of the batch's anchors."""
+        return gcl_step(similarity(z_img, z_txt), tau, rows_of(self.log_u, idx).to(z_img.dtype), self.gamma(clock),
                         self.config.first_visit, include_positive)
 
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
-        """Write the fresh log u of both sides of the batch's pairs."""
-        self.log_u[idx] = out.saved["log_u"].to(self.log_u.dtype)
+        """Write the fresh log u of both sides of the batch's anchors."""
+        set_rows(self.log_u, idx, out.saved["log_u"].to(self.log_u.dtype))

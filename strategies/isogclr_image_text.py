@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut
+from .base import Clock, StepOut, rows_of, set_rows
 from .gcl_image_text import ImageTextGCL, check_moving_average
 from .losses import momentum_tau_step
 from .registry import register_strategy
@@ -78,7 +78,7 @@ class ISogCLRImageText(ImageTextGCL):
     def compute(self, z1: Tensor, z2: Tensor, idx: Tensor, clock: Clock) -> StepOut:
         """Steps 1–5 at the per-anchor τ of the batch's pairs, (B, 2); G^X_i is saved for `update`."""
         c = self.config
-        tau = self.tau[idx].to(z1.dtype)
+        tau = rows_of(self.tau, idx).to(z1.dtype)
         res = self.gcl(z1, z2, idx, clock, tau, c.include_positive)
         with torch.no_grad():
             tau_grad = res.log_u + c.rho - res.weighted_h / tau  # G^X_i = ∂/∂τ [τ log g + τρ] at γ_i = 1 (step 5)
@@ -94,5 +94,7 @@ class ISogCLRImageText(ImageTextGCL):
         """Step 6: the fresh log u, then momentum SGD on both sides' τ, clamped to [τ_min, τ_max]."""
         super().update(out, idx, clock)
         c = self.config
-        self.tau[idx], self.tau_grad_momentum[idx] = momentum_tau_step(
-            self.tau[idx], self.tau_grad_momentum[idx], out.saved["tau_grad"], c.eta, c.beta, c.tau_min, c.tau_max)
+        tau, momentum = momentum_tau_step(rows_of(self.tau, idx), rows_of(self.tau_grad_momentum, idx),
+                                          out.saved["tau_grad"], c.eta, c.beta, c.tau_min, c.tau_max)
+        set_rows(self.tau, idx, tau)
+        set_rows(self.tau_grad_momentum, idx, momentum)

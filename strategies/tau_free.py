@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy
+from .base import Clock, StepOut, Strategy, set_rows
 from .bimodal_losses import similarity
 from .losses import positive_columns, similarity_matrix
 from .registry import register_strategy
@@ -110,7 +110,7 @@ class TauFree(Strategy):
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         """Record each batch sample's τ_eff."""
-        self.last_tau[idx] = out.saved["tau"].to(self.last_tau.dtype)
+        set_rows(self.last_tau, idx, out.saved["tau"].to(self.last_tau.dtype))
 
 
 @register_strategy("tau_free", pairing="image_text")

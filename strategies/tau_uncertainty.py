@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Clock, StepOut, Strategy
+from .base import Clock, StepOut, Strategy, set_rows
 from .bimodal_losses import positive_mask, similarity
 from .losses import non_negative_mask, positive_columns, similarity_matrix
 from .registry import register_strategy
@@ -80,7 +80,7 @@ class TaUBase(Strategy):
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         """Record the τ_eff each sample of the batch had."""
-        self.last_tau[idx] = out.saved["tau"].to(self.last_tau.dtype)
+        set_rows(self.last_tau, idx, out.saved["tau"].to(self.last_tau.dtype))
 
     def tau_bounds(self) -> tuple[float, float]:
         """(t, ∞): τ_eff = t/σ(r) tends to t as r → ∞ and grows without bound as r → −∞."""

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Clock, StepOut, Strategy
+from .base import Clock, StepOut, Strategy, set_rows
 from .gcl_image_text import ImageTextGCL, check_moving_average
 from .losses import FIRST_VISIT_RULES, global_contrastive_step
 from .registry import register_strategy
@@ -160,8 +160,8 @@ class TempNetBase(Strategy):
     @torch.no_grad()
     def update(self, out: StepOut, idx: Tensor, clock: Clock) -> None:
         """The fresh log u, the τ used, and on the first step the prototypes."""
-        self.log_u[idx] = out.saved["log_u"].to(self.log_u.dtype)
-        self.last_tau[idx] = out.saved["tau"].to(self.last_tau.dtype)
+        set_rows(self.log_u, idx, out.saved["log_u"].to(self.log_u.dtype))
+        set_rows(self.last_tau, idx, out.saved["tau"].to(self.last_tau.dtype))
         for name, net in self.networks.items():
             net.adopt_prototypes(out.saved[f"prototypes_{name}"])
 

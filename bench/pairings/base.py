@@ -10,6 +10,7 @@ recipe (`tempbench.train.recipe`) reads the same for both and never asks which o
     model  = pairing.build_model(config, data, train, device, out_dim)
     order  = pairing.epoch_order(train, seed, epoch)     # the strategy indices of an epoch, batch after batch
     a, b   = pairing.encode(setup, idx, generator)       # the strategy's two inputs for a global batch
+    sidx   = pairing.state_index(train, idx)             # the idx the strategy gets: what indexes its state
     pairing.monitor(setup); pairing.evaluate(setup); pairing.row_fields(setup, report)
 
 A pairing is registered once (`register_pairing`) and resolved once, from the dataset, into the run's configuration
@@ -51,7 +52,7 @@ class TrainData:
     images:      (N_img, C, H, W) uint8, the training images the encoder sees;
     train_idx:   (N_img,) positions of those images in the dataset's training split;
     val_idx:     (N_val,) positions held out of training for validation (views with `val_fraction`; else empty);
-    num_samples: the number of per-sample state entries a strategy keeps (images for views, pairs for image_text).
+    num_samples: the rows of a strategy's per-sample state (images for views, pairs for image_text).
     """
 
     images: Tensor
@@ -117,8 +118,25 @@ class Pairing:
         raise NotImplementedError
 
     def epoch_fields(self, setup: Setup, tau: Tensor) -> dict[str, Any]:
-        """Per-epoch τ analytics beyond the summary statistics every pairing gets (e.g. class-mean τ)."""
+        """Per-epoch τ analytics beyond the summary statistics every pairing gets (e.g. class-mean τ); `tau` is
+        `state_entries` of the strategy's temperatures."""
         return {}
+
+    # ---- per-sample strategy state: how the batch indexes it -----------------------------------------------------
+    def state_index(self, train: TrainData, idx: Tensor) -> Tensor:
+        """The idx the strategy gets for the batch `idx` of `epoch_order`: what indexes its per-sample state (and
+        `Setup.visits`). Default: idx itself, one state entry per index."""
+        return idx
+
+    def visit_counts(self, train: TrainData, device: torch.device) -> Tensor:
+        """Zero counts, int64 on `device`, of how often each per-sample state entry has been in a batch
+        (`Setup.visits`), shaped to be indexed by `state_index` (`strategies.rows_of`). Default: (num_samples,)."""
+        return torch.zeros(train.num_samples, dtype=torch.int64, device=device)
+
+    def state_entries(self, train: TrainData, table: Tensor) -> Tensor:
+        """The entries of a per-sample table (the strategy's `temperatures()`, the visit counts) that stand for
+        state a batch can index, flattened: what τ statistics and visit counts are taken over. Default: all."""
+        return table.flatten()
 
     # ---- evaluation and the row ----------------------------------------------------------------------------------
     def monitor(self, setup: Setup) -> dict[str, float]:

@@ -66,12 +66,15 @@ class ViewsPairing(Pairing):
 
     def check(self, config: RunConfig) -> None:
         """The kNN monitor reads a slice held out of training: `monitor_every` needs `val_fraction`. Towers are
-        trained here (locked towers and pair epochs are image_text settings)."""
+        trained here (locked towers, pair epochs and the image_caption state index are image_text settings)."""
         if config.monitor_every and not config.val_fraction:
             raise ValueError("monitor_every needs a validation slice to monitor: set val_fraction > 0 as well")
         if config.towers != "trained" or config.epoch_by != "images":
             raise ValueError("towers='locked' and epoch_by='pairs' are image_text settings; views runs train their "
                              "encoder on every image once an epoch")
+        if config.state_index != "pair":
+            raise ValueError("state_index='image_caption' is an image_text setting; views runs keep one state entry "
+                             "per image")
 
     def load(self, config: RunConfig) -> ImageDataset:
         """The labelled dataset with the config's long-tail cut (imbalance factor, profile, n_max, subset seed)."""

@@ -30,7 +30,7 @@ from tempbench.config import RunConfig
 from tempbench.distributed import World, check_world, init_world, process_device, wrap_model
 from tempbench.pairings import TrainData
 from tempbench.pairings.base import AUGMENT, seed_for
-from tempbench.strategies import Clock, StepOut, Strategy
+from tempbench.strategies import Clock, StepOut, Strategy, rows_of, set_rows
 from tempbench.tracking import NullTracker, Tracker
 
 from .checkpoint import restore_setup, save_setup
@@ -63,7 +63,7 @@ class Setup:
     scheduler: Any
     augment: TwoViewAugment
     steps_per_epoch: int
-    visits: Tensor  # (num_samples,) int64: how often each strategy state entry has been in a batch
+    visits: Tensor  # int64, how often each strategy state entry has been in a batch (`Pairing.visit_counts`)
 
     @property
     def pairing(self) -> Any:
@@ -78,7 +78,7 @@ class Progress:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps taken
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per-epoch metrics
-    visits: Tensor | None = None  # (num_samples,) int64 updates per state entry so far (`Setup.visits`)
+    visits: Tensor | None = None  # int64 updates per state entry so far (`Setup.visits`)
 
 
 # ---- the run ------------------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def setup_from_data(config: RunConfig, data: Any, device: torch.device, world: W
     scheduler = build_scheduler(optimizer, total, min(total, round(config.warmup_epochs * steps_per_epoch)))
     augment = TwoViewAugment(recipe=data.augment, image_size=data.image_size, mean=data.mean, std=data.std,
                              views=pairing.image_views)
-    visits = torch.zeros(train_data.num_samples, dtype=torch.int64, device=device)
+    visits = pairing.visit_counts(train_data, device)
     return Setup(config, device, world, data, train_data, bf16, model, wrap_model(model, config.norm, world),
                  strategy, optimizer, scheduler, augment, steps_per_epoch, visits)
 
@@ -227,16 +227,19 @@ def train_one_epoch(setup: Setup, epoch: int, step: int) -> tuple[dict[str, Any]
 def train_step(setup: Setup, idx: Tensor, clock: Clock, aug_gen: torch.Generator) -> StepOut:
     """Encode the batch (the pairing's two inputs) → strategy loss → optimiser and schedule → strategy update.
 
-    idx is the global batch of strategy indices; under torchrun this process encodes its own slice and the strategy
-    sees every process's projections with the global idx (see `tempbench.distributed`)."""
+    idx is the global batch of the epoch order's indices; under torchrun this process encodes its own slice and the
+    strategy sees every process's projections with the global idx (see `tempbench.distributed`). The strategy gets
+    the pairing's `state_index` of it: what indexes its per-sample state."""
     a, b = setup.pairing.encode(setup, idx, aug_gen)
-    out = setup.strategy(a, b, idx, clock)  # float32 inside, whatever autocast gave
+    state_idx = setup.pairing.state_index(setup.train, idx)
+    out = setup.strategy(a, b, state_idx, clock)  # float32 inside, whatever autocast gave
     setup.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     setup.optimizer.step()
     setup.scheduler.step()
-    setup.strategy.update(out, idx, clock)  # per-sample state, clamps: after the optimiser step
-    setup.visits[idx] += 1  # idx holds distinct entries (a batch is a slice of a permutation)
+    setup.strategy.update(out, state_idx, clock)  # per-sample state, clamps: after the optimiser step
+    # distinct entries (per column): a batch is a slice of a permutation, and holds an image at most once
+    set_rows(setup.visits, state_idx, rows_of(setup.visits, state_idx) + 1)
     return out
 
 
@@ -251,10 +254,10 @@ def _sync_and_check(bar: Any, first_bad: Tensor, loss: Tensor, out: StepOut, epo
 
 def epoch_metrics(setup: Setup, mean_loss: float, out: StepOut, elapsed: float) -> dict[str, Any]:
     """Per-epoch numbers: loss, learning rate, throughput (2B inputs a step), τ over all training samples (mean,
-    range, quantiles), the strategy's own logs of the epoch's last batch (prefixed `batch_`), then the pairing's
-    own τ analytics (views: `tau_by_class`)."""
+    range, quantiles) over the entries state can hold (`Pairing.state_entries`), the strategy's own logs of the
+    epoch's last batch (prefixed `batch_`), then the pairing's own τ analytics (views: `tau_by_class`)."""
     cfg = setup.config
-    tau = setup.strategy.temperatures().float().flatten()  # image_text: both anchors of every pair
+    tau = cfg.pairing.state_entries(setup.train, setup.strategy.temperatures().float())  # image_text: both sides
     q = torch.quantile(tau, torch.tensor(TAU_QUANTILES, device=tau.device)).tolist()
     metrics: dict[str, Any] = {"loss": float(mean_loss), "lr": float(setup.scheduler.get_last_lr()[0]),
                                "views_per_s": 2 * cfg.batch_size * setup.steps_per_epoch / elapsed,

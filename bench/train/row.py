@@ -47,12 +47,15 @@ MIN_MEAN_VISITS = 10  # fewer updates per state entry on average, and a per-samp
 
 
 def visit_fields(setup: Any) -> dict[str, float]:
-    """`state_visits_mean`, `state_visits_min`: updates per strategy state entry (u_i, τ_i) over the run; NaN for a
-    strategy without per-sample state. A per-sample strategy below `MIN_MEAN_VISITS` on average gets a
-    `FewVisitsWarning` (the row is kept): its τ_i mostly say how often each entry was visited."""
+    """`state_visits_mean`, `state_visits_min`: updates per strategy state entry (u_i, τ_i) over the run, over the
+    entries the pairing's state index can reach (`Pairing.state_entries`: each sample for views, each pair for
+    image_text; with `state_index="image_caption"` the N_img image entries of the image side and the M pair entries
+    of the text side, N_img + M in all); NaN for a strategy without per-sample state. A per-sample strategy below
+    `MIN_MEAN_VISITS` on average gets a `FewVisitsWarning` (the row is kept): its τ_i mostly say how often each
+    entry was visited."""
     if not setup.strategy.per_sample_state:
         return {"state_visits_mean": float("nan"), "state_visits_min": float("nan")}
-    visits = setup.visits.double()
+    visits = setup.pairing.state_entries(setup.train, setup.visits).double()
     mean, least = float(visits.mean()), float(visits.min())
     if mean < MIN_MEAN_VISITS:
         warnings.warn(f"{setup.config.strategy}: its {len(visits)} state entries were updated {mean:.1f} times on "

@@ -3,7 +3,8 @@ equations of strategies/README.md's image–text sections (one anchor, one negat
 float64).
 
 Keys of per-anchor state are (side, sample): side 0 is the image anchor (row i of S), side 1 the text anchor
-(column i); sample is the pair's dataset index.
+(column i); sample is the pair's dataset index, or under the image_caption indexing (an idx entry [image, caption])
+the image's on side 0 and the caption's on side 1 (`state_key`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from torch import Tensor
 from tests.strategies.reference import anchors, first_visit_gamma, normalise
 
 Key = tuple[int, int]
+
+
+def state_key(side: int, entry: int | tuple[int, int]) -> Key:
+    """The state key of one anchor of an idx entry: (side, pair) for a pair index; (0, image) and (1, caption) for
+    an [image, caption] entry."""
+    return (side, entry if isinstance(entry, int) else entry[side])
 
 
 def val(x: Tensor) -> float:
@@ -54,10 +61,12 @@ def decoupled(a: Tensor, b: Tensor, tau: float) -> Tensor:
     return total / (len(rows) // 2)
 
 
-def gcl_step(a: Tensor, b: Tensor, idx: list[int], u: dict[Key, float], tau: dict[Key, float], gamma: float,
-             rho: float = 0.0, grad_clip: float | None = None, first_visit: str = "sample",
+def gcl_step(a: Tensor, b: Tensor, idx: list[int] | list[tuple[int, int]], u: dict[Key, float],
+             tau: dict[Key, float], gamma: float, rho: float = 0.0, grad_clip: float | None = None,
+             first_visit: str = "sample",
              include_positive: bool = False) -> tuple[Tensor, dict[Key, float], dict[Key, float], dict[Key, float]]:
-    """One bimodal GCL/RGCL step (sogclr steps 1–4, isogclr step 5). u: (side, sample) -> u (absent = never visited).
+    """One bimodal GCL/RGCL step (sogclr steps 1–4, isogclr step 5). u: (side, sample) -> u (absent = never visited);
+    idx: pair indices, or [image, caption] entries (`state_key`).
 
     Returns (surrogate L_3, fresh u per key, τ-gradient G per key, Ĥ per key)."""
     batch = len(idx)
@@ -67,10 +76,11 @@ def gcl_step(a: Tensor, b: Tensor, idx: list[int], u: dict[Key, float], tau: dic
     grads: dict[Key, float] = {}
     h_hat: dict[Key, float] = {}
     for side, i, _, _, hs in sides(a, b):
-        key, t = (side, idx[i]), tau[(side, idx[i])]
+        key = state_key(side, idx[i])
+        t = tau[key]
         terms = [math.exp(val(h) / t) for h in hs] + ([1.0] if include_positive else [])  # the positive: h = 0
         g = sum(terms) / m
-        gamma_i = first_visit_gamma(key, [(side, s) for s in idx], u, gamma, first_visit)
+        gamma_i = first_visit_gamma(key, [state_key(side, s) for s in idx], u, gamma, first_visit)
         u_i = (1 - gamma_i) * u.get(key, 0.0) + gamma_i * g
         p = [math.exp(val(h) / t) / u_i for h in hs]  # detached weights
         loss = loss + sum(pk * h for pk, h in zip(p, hs)) / m

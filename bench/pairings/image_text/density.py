@@ -8,7 +8,8 @@ an image's annotators agreed rather than how common its content is across the da
 images do count (that is frequency). Neighbours are exact (`search_neighbors`, ties by index).
 
 Pairs follow the strategy's state: row j of `temperatures()` (N_pairs, 2) = (τ_I, τ_T) of training pair j, i.e. of
-caption `ds.caption_indices("train")[j]`; pass the densities of those captions in that order.
+caption `ds.caption_indices("train")[j]`; pass the densities of those captions in that order. (Under
+`state_index="image_caption"` the pairing first gives pair j its image's τ_I: `ImageTextPairing.pair_temperatures`.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Three choices, the same as FastCLIP's:
 - an epoch visits every training image once (a seeded permutation, drop_last), each paired with one of its captions
   drawn at random (seeded by run seed and epoch), or (`epoch_by="pairs"`) every pair once (`TrainingPairs.epoch`);
 - strategy state is indexed per (image, caption) pair: `idx` is the pair's index among the training captions, so an
-  image's five captions keep five u's and τ's (their positives differ);
+  image's five captions keep five u's and τ's (their positives differ). `state_index="image_caption"` indexes the
+  image side by the image instead (the iSogCLR authors'; the pairing's `state_index`);
 - a batch never holds two captions of the same image, because it holds each image at most once, so no caption of the
   same image is ever counted as a negative.
 """
