@@ -16,7 +16,6 @@ import argparse
 from tempbench import __version__
 
 DEFAULT_SUITE = "quick"
-DEFAULT_STUDY_METRIC = "val_knn200_top1"  # studies select on data held out from training, never on test
 DEFAULT_TRIALS = 20
 
 
@@ -195,8 +194,9 @@ def add_sensitivity(sub: argparse._SubParsersAction) -> None:
     add_set(p, "a run setting shared by every trial (batch_size, encoder, lr, ...); repeatable")
     p.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="also search the learning rate, log-uniformly (not with --grid)")
-    p.add_argument("--metric", default=DEFAULT_STUDY_METRIC, help="validation metric to maximise (a val_... "
-                   "metric: studies never select on test; its test twin is reported beside it)")
+    p.add_argument("--metric", default=None, help="validation metric to maximise (a val_... metric: studies never "
+                   "select on test; its test twin is reported beside it) (unset: the dataset's pairing's, "
+                   "val_knn200_top1 for labelled images, val_r_mean for image–caption data)")
     add_out(p, None, "report, Optuna storage, MLflow store (unset: runs/sensitivity-DATASET)")
     add_json(p)
     add_tracking(p)

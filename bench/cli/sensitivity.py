@@ -190,7 +190,14 @@ def resolve_plan(args: argparse.Namespace, names: list[str]) -> Plan:
 
 
 def _check_metric(args: argparse.Namespace) -> None:
+    """Fill in --metric from the dataset's pairing when unset; refuse a test metric or another pairing's."""
+    pairing = resolve_pairing(args.dataset)
+    args.metric = args.metric or pairing.study_metric
     metric = get_metric(args.metric)
+    if metric.pairing != pairing.name:
+        valid = ", ".join(m.name for m in list_metrics(pairing=pairing.name, split="val"))
+        raise ValueError(f"--metric {args.metric} is measured on {metric.pairing} runs; {args.dataset} is {pairing.name} "
+                         f"data (its validation metrics: {valid})")
     if metric.split != "val":
         raise ValueError(f"--metric {args.metric} is measured on the test split; a study optimises, prunes and "
                          f"ranks on data held out from training only: use a val_ metric (e.g. val_knn200_top1)")

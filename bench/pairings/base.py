@@ -70,6 +70,7 @@ class Pairing:
     image_views: ClassVar[int] = 2
     # the per-epoch validation number fed to a study's pruner (never computed on the test split)
     monitor_metric: ClassVar[str] = ""
+    study_metric: ClassVar[str] = ""  # the validation metric a study maximises unless told otherwise (a val_ metric)
     # run settings a sensitivity study adds for this pairing (e.g. a held-out slice for the views monitor)
     study_settings: ClassVar[dict[str, Any]] = {}
 

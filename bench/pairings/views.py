@@ -50,6 +50,7 @@ class ViewsPairing(Pairing):
     name = "views"
     image_views = 2
     monitor_metric = "knn_monitor"
+    study_metric = "val_knn200_top1"
     # the monitor and a study's objective read a slice held out of training, never the test split
     study_settings: ClassVar[dict[str, Any]] = {"val_fraction": 0.1}
 

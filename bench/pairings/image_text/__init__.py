@@ -63,6 +63,7 @@ class ImageTextPairing(Pairing):
     name = "image_text"
     image_views = 1
     monitor_metric = "r_mean_monitor"
+    study_metric = "val_r_mean"
     study_settings: ClassVar[dict[str, Any]] = {}  # image–caption datasets have their own val split to monitor
 
     def data_settings(self, card: Card | None, settings: dict[str, Any]) -> dict[str, Any]:

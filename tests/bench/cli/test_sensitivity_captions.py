@@ -22,10 +22,11 @@ def test_a_caption_study_samples_each_strategys_image_text_space(caption_folder,
     out = tmp_path / "study"
     settings = [part for k, v in TINY.items() for part in ("--set", f"{k}={json.dumps(v)}")]
     code = main(["sensitivity", "--strategy", "rgclg,isogclr", "--dataset", caption_folder, "--trials", "2",
-                 "--epochs", "1", "--metric", "val_r_mean", "--no-tracking", "--out", str(out), "--json", *settings])
+                 "--epochs", "1", "--no-tracking", "--out", str(out), "--json", *settings])
     assert code == 0, capsys.readouterr().err
     studies = json.loads(capsys.readouterr().out)["studies"]
     assert {name: s["n_complete"] for name, s in studies.items()} == {"rgclg": 2, "isogclr": 2}
+    assert {s["metric"] for s in studies.values()} == {"val_r_mean"}  # the pairing's default, not kNN's
     with open(out / "sensitivity-trials-isogclr.csv", newline="") as fh:
         trials = list(csv.DictReader(fh))
     assert len(trials) == 2

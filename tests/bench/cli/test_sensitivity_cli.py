@@ -99,6 +99,7 @@ def test_the_kNN_monitor_feeds_the_pruner(tmp_path):
     (["--strategy", "fixed", "--set", "epochs=3", "--epochs", "2"], "disagree"),
     (["--strategy", "fixed", "--set", "seed=3"], "use --seed"),
     (["--strategy", "fixed", "--metric", "knn200_top1"], "use a val_ metric"),
+    (["--strategy", "fixed", "--metric", "val_r_mean"], "is measured on image_text runs; digits-lt is views data"),
     (["--strategy", "fixed", "--set", "batch_size=big"], "batch_size must be int"),
     (["--strategy", "fixed", "--grid-values", "tau=0.1"], "add --grid"),
     (["--strategy", "fixed", "--grid", "--grid-values", "rho=0.1"], "matches none of the grids"),
