@@ -196,8 +196,8 @@ def _check_metric(args: argparse.Namespace) -> None:
     metric = get_metric(args.metric)
     if metric.pairing != pairing.name:
         valid = ", ".join(m.name for m in list_metrics(pairing=pairing.name, split="val"))
-        raise ValueError(f"--metric {args.metric} is measured on {metric.pairing} runs; {args.dataset} is {pairing.name} "
-                         f"data (its validation metrics: {valid})")
+        raise ValueError(f"--metric {args.metric} is measured on {metric.pairing} runs; {args.dataset} is "
+                         f"{pairing.name} data (its validation metrics: {valid})")
     if metric.split != "val":
         raise ValueError(f"--metric {args.metric} is measured on the test split; a study optimises, prunes and "
                          f"ranks on data held out from training only: use a val_ metric (e.g. val_knn200_top1)")
