@@ -13,8 +13,10 @@ import importlib
 import shlex
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tempbench.util import MissingExtra
 
@@ -32,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # the command as typed (a launcher re-runs it, a Ctrl-C hint repeats it)
     module, _, function = args.impl.partition(":")
     name = f"tempbench {args.command}"
+    shown = warnings.showwarning
+    warnings.showwarning = one_line_warning(name, shown)
     try:
         return int(getattr(importlib.import_module(module), function)(args) or 0)
     except BrokenPipeError:  # e.g. `tempbench metrics | head`: the reader left, nothing to report
@@ -43,6 +47,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         return report_failure(name, exc)
+    finally:
+        warnings.showwarning = shown
+
+
+def one_line_warning(name: str, fallback: Any) -> Any:
+    """A `warnings.showwarning` that prints tempbench's own warnings (few visits, a file not written, a figure
+    skipped: things a user reads and acts on) as one line, `tempbench CMD: warning: ...`, without the source line
+    Python would add; other libraries' warnings go to `fallback` unchanged."""
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if category.__module__.split(".")[0] != "tempbench":
+            fallback(message, category, filename, lineno, file, line)
+            return
+        try:
+            print(f"{name}: warning: {message}", file=file if file is not None else sys.stderr, flush=True)
+        except OSError:  # stderr gone (a closed pipe): a warning is not worth failing for
+            pass
+
+    return show
 
 
 def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
