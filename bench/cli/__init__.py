@@ -9,6 +9,7 @@ kept and how to resume). Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import shlex
 import sys
@@ -61,10 +62,8 @@ def one_line_warning(name: str, fallback: Any) -> Any:
         if category.__module__.split(".")[0] != "tempbench":
             fallback(message, category, filename, lineno, file, line)
             return
-        try:
+        with contextlib.suppress(OSError):  # stderr gone (a closed pipe): a warning is not worth failing for
             print(f"{name}: warning: {message}", file=file if file is not None else sys.stderr, flush=True)
-        except OSError:  # stderr gone (a closed pipe): a warning is not worth failing for
-            pass
 
     return show
 
