@@ -9,7 +9,6 @@ kept and how to resume). Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import shlex
 import sys
@@ -35,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # the command as typed (a launcher re-runs it, a Ctrl-C hint repeats it)
     module, _, function = args.impl.partition(":")
     name = f"tempbench {args.command}"
-    shown = warnings.showwarning
-    warnings.showwarning = one_line_warning(name, shown)
+    formatter = warnings.formatwarning
+    warnings.formatwarning = one_line_warning(name, formatter)
     try:
         return int(getattr(importlib.import_module(module), function)(args) or 0)
     except BrokenPipeError:  # e.g. `tempbench metrics | head`: the reader left, nothing to report
@@ -49,23 +48,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         return report_failure(name, exc)
     finally:
-        warnings.showwarning = shown
+        warnings.formatwarning = formatter
 
 
 def one_line_warning(name: str, fallback: Any) -> Any:
-    """A `warnings.showwarning` that prints tempbench's own warnings (few visits, a file not written, a figure
+    """A `warnings.formatwarning` that formats tempbench's own warnings (few visits, a file not written, a figure
     skipped: things a user reads and acts on) as one line, `tempbench CMD: warning: ...`, without the source line
-    Python would add; other libraries' warnings go to `fallback` unchanged."""
+    Python would add; other libraries' warnings go to `fallback` unchanged. A formatter, not a `showwarning`: code
+    that records warnings (`warnings.catch_warnings(record=True)`, pytest) still records them."""
 
-    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:
+    def format_warning(message: Any, category: type[Warning], filename: str, lineno: int,
+                       line: str | None = None) -> str:
         if category.__module__.split(".")[0] != "tempbench":
-            fallback(message, category, filename, lineno, file, line)
-            return
-        with contextlib.suppress(OSError):  # stderr gone (a closed pipe): a warning is not worth failing for
-            print(f"{name}: warning: {message}", file=file if file is not None else sys.stderr, flush=True)
+            return fallback(message, category, filename, lineno, line)
+        return f"{name}: warning: {message}\n"
 
-    return show
+    return format_warning
 
 
 def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
