@@ -9,11 +9,18 @@
 
 A run started with a `key` is reused when a run with that key exists (a rerun or resumed sweep adds no second
 parent). Names: per-epoch curves are `train/...` at step = epoch (1-based), final metrics `test/...` and `val/...`
-(tempbench.eval's metric names), other numbers of the result row `run/...`, so nothing collides.
+(tempbench.eval's metric names), other numbers of the result row `run/...`, so nothing collides. The namespaced tags
+a researcher filters on are copied to plain ones (`tempbench.dataset` -> `dataset`: `tags.dataset = "digits-lt"`
+needs no backticks).
+
+Interrupted runs: a run ended while Ctrl-C propagates is KILLED with the tag `interrupted=true`, and when a run
+finishes, the earlier attempts of the same run (same `tempbench.run_id`) are closed: one left RUNNING by a killed
+process becomes KILLED with `interrupted=true`, and each carries `superseded_by=<the finished run's id>`.
 
 Tracking never raises into training: the first failure (server down, bad URI, locked database) warns once with a
-`TrackingWarning` and turns that tracker into a no-op for the rest of the run. mlflow is imported only inside
-`MlflowTracker`, so the training path imports without it.
+`TrackingWarning` and turns that tracker into a no-op for the rest of the run (`tracking_failed` says so afterwards).
+A local SQLite store is created and migrated under a file lock, so processes that start on one folder at once
+leave one working store. mlflow is imported only inside `MlflowTracker`, so the training path imports without it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 import os
 import re
 import shlex
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -31,14 +39,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; start one process per folder there
+    fcntl = None
+
 T = TypeVar("T")
 
 PARAM_VALUE_LIMIT = 6000  # characters; mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in MLflow 3
 PARENT_RUN_TAG = "mlflow.parentRunId"  # how MLflow marks a nested run
 KEY_TAG = "tempbench.key"  # identifies a run that a rerun should reuse (a sweep's or a study's parent)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which UI an experiment opens in
+RUN_ID_TAG = "tempbench.run_id"  # one training run (configuration and seed): its attempts share it
+PLAIN_TAGS = ("strategy", "dataset", "seed", "suite")  # `tempbench.X` copied to `X`: filters without backticks
+INTERRUPTED_TAG = "interrupted"  # "true" on a run that Ctrl-C, SIGTERM or a killed process ended
+SUPERSEDED_TAG = "superseded_by"  # on an unfinished attempt: the id of the attempt that finished
 _REMOTE_SCHEMES = ("http://", "https://", "databricks")
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # MLflow accepts these characters in param and metric names
+_SWITCHED_OFF: set[str] = set()  # tracking URIs whose tracker failed in this process ("" for MLflow's default)
 
 
 class TrackingWarning(UserWarning):
@@ -138,8 +156,16 @@ class MlflowTracker:
             self._guarded(lambda: self._client.log_artifact(run.run_id, str(path), artifact_dir))
 
     def end_run(self, run: RunHandle, status: str = "FINISHED") -> None:
-        """`Tracker.end_run`: MLflow's `set_terminated` with that status."""
-        if run.run_id is not None:
+        """`Tracker.end_run`: MLflow's `set_terminated` with that status, except while Ctrl-C (a KeyboardInterrupt)
+        propagates: then KILLED with `interrupted=true`, since callers end any run that raised as FAILED. A FINISHED
+        run also closes the earlier attempts of the same run (`_close_earlier_attempts`)."""
+        if run.run_id is None:
+            return
+        if interrupt_in_flight():
+            self._guarded(lambda: self._interrupt(run.run_id))
+        elif status == "FINISHED":
+            self._guarded(lambda: self._finish(run.run_id))
+        else:
             self._guarded(lambda: self._client.set_terminated(run.run_id, status))
 
     def set_tags(self, run: RunHandle, tags: Mapping[str, str]) -> None:
@@ -154,17 +180,19 @@ class MlflowTracker:
         # store creation logs schema migrations at INFO on every new folder: noise in a benchmark's output
         for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        client = MlflowClient(self.tracking_uri)
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            try:
-                # the kind tag opens MLflow 3's UI on the runs table ("model training"), not its GenAI traces page
-                self._experiment_id = client.create_experiment(experiment, artifact_location=artifact_location,
-                                                               tags={EXPERIMENT_KIND_TAG: "custom_model_development"})
-            except Exception:  # workers started together race to create it: the loser uses the winner's
-                found = client.get_experiment_by_name(experiment)
-                if found is None:
-                    raise
+        with store_lock(self.tracking_uri):  # the client creates and migrates a new store's schema
+            client = MlflowClient(self.tracking_uri)
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                try:
+                    # the kind tag opens MLflow 3's UI on the runs table ("model training"), not its GenAI traces
+                    self._experiment_id = client.create_experiment(
+                        experiment, artifact_location=artifact_location,
+                        tags={EXPERIMENT_KIND_TAG: "custom_model_development"})
+                except Exception:  # workers on one server race to create it: the loser uses the winner's
+                    found = client.get_experiment_by_name(experiment)
+                    if found is None:
+                        raise
         if found is not None:
             self._experiment_id = found.experiment_id
         self._client = client
@@ -184,7 +212,7 @@ class MlflowTracker:
                     tags: Mapping[str, str] | None, key: str | None) -> str:
         from mlflow.entities import Param
 
-        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        all_tags = with_plain_tags({k: str(v) for k, v in (tags or {}).items()})
         if key is not None:
             all_tags[KEY_TAG] = key
         if parent is not None and parent.run_id is not None:
@@ -198,7 +226,39 @@ class MlflowTracker:
     def _set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self._client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        tags = with_plain_tags({k: str(v) for k, v in tags.items()})
+        self._client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def _interrupt(self, run_id: str) -> None:
+        self._client.set_tag(run_id, INTERRUPTED_TAG, "true")
+        self._client.set_terminated(run_id, "KILLED")
+
+    def _finish(self, run_id: str) -> None:
+        """FINISHED; marks of an interruption dropped (a reopened suite run, or a run another process took for a
+        leftover while it still trained); then the earlier attempts of the same run closed."""
+        tags = self._client.get_run(run_id).data.tags
+        for stale in (INTERRUPTED_TAG, SUPERSEDED_TAG):
+            if stale in tags:
+                self._client.delete_tag(run_id, stale)
+        self._client.set_terminated(run_id, "FINISHED")
+        if RUN_ID_TAG in tags:
+            self._close_earlier_attempts(run_id, tags[RUN_ID_TAG])
+
+    def _close_earlier_attempts(self, run_id: str, identity: str) -> None:
+        """Every other unfinished run tagged with the same `tempbench.run_id` gets `superseded_by=run_id`; one still
+        RUNNING, whose process was killed before it could close it, is ended KILLED with `interrupted=true`. A FAILED
+        attempt keeps its status: its error is worth reading."""
+        from mlflow.entities import RunTag
+
+        others = self._client.search_runs([self._experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{identity}'")
+        for other in others:
+            if other.info.run_id == run_id or other.info.status == "FINISHED":
+                continue
+            tags = [RunTag(SUPERSEDED_TAG, run_id)]
+            if other.info.status == "RUNNING":
+                tags.append(RunTag(INTERRUPTED_TAG, "true"))
+                self._client.set_terminated(other.info.run_id, "KILLED")
+            self._client.log_batch(other.info.run_id, tags=tags)
 
     def _log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None) -> None:
         from mlflow.entities import Metric
@@ -216,6 +276,7 @@ class MlflowTracker:
             return call()
         except Exception as exc:  # any failure of the tracking backend must not reach training
             self.enabled = False
+            _SWITCHED_OFF.add(self.tracking_uri or "")
             warnings.warn(f"MLflow tracking to {self.tracking_uri or 'the default store'} failed "
                           f"({type(exc).__name__}: {exc}); tracking is off for the rest of this run",
                           TrackingWarning, stacklevel=3)
@@ -261,7 +322,7 @@ class NestedTracker:
 def open_run(tracker: Tracker, name: str, params: Mapping[str, Any], *, parent: RunHandle | None = None,
              tags: Mapping[str, str] | None = None, key: str | None = None) -> Iterator[RunHandle]:
     """Start (or, with a `key`, reopen) a run and end it on exit: FINISHED, FAILED on an exception, KILLED on
-    Ctrl-C."""
+    Ctrl-C (tagged `interrupted=true` by `MlflowTracker.end_run`)."""
     run = tracker.start_run(name, params, parent=parent, tags=tags, key=key)
     try:
         yield run
@@ -286,6 +347,48 @@ def create_tracker(enabled: bool, tracking_uri: str | None, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     return MlflowTracker(local_store_uri(out_dir), experiment,
                          artifact_location=(out_dir / "mlartifacts").resolve().as_uri())
+
+
+def interrupt_in_flight() -> bool:
+    """Whether the exception being handled right now is a KeyboardInterrupt (Ctrl-C, or SIGTERM where the command
+    line turns it into one)."""
+    return isinstance(sys.exc_info()[1], KeyboardInterrupt)
+
+
+def with_plain_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """`tags` plus a plain copy of each namespaced tag in PLAIN_TAGS (`tempbench.dataset` -> `dataset`): MLflow's
+    search needs backticks around a key with a dot, and a researcher types `tags.dataset = "digits-lt"`."""
+    plain = {name: tags[f"tempbench.{name}"] for name in PLAIN_TAGS if f"tempbench.{name}" in tags}
+    return {**tags, **plain}
+
+
+def tracking_failed(tracking_uri: str | None) -> bool:
+    """Whether a tracker on `tracking_uri` (None: MLflow's default store) failed in this process, so the runs
+    after the failure are not there: a command points to its runs only when they went there."""
+    return (tracking_uri or "") in _SWITCHED_OFF
+
+
+def sqlite_path(tracking_uri: str | None) -> Path | None:
+    """The database file of a `sqlite:///PATH` tracking URI (None for any other store, or an in-memory one)."""
+    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextmanager
+def store_lock(tracking_uri: str | None) -> Iterator[None]:
+    """Hold an exclusive lock on `<db>.lock` beside a SQLite store: two processes that open a fresh folder at once
+    would otherwise both run MLflow's schema migration and leave the store half-migrated, tracking nothing ever
+    after. Servers migrate their own store: no lock for them."""
+    path = sqlite_path(tracking_uri)
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f"{path.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield
 
 
 def local_store_uri(out_dir: Path) -> str:

@@ -5,23 +5,42 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from tempbench.tracking import Tracker, create_tracker, ui_command
+from tempbench.tracking import Tracker, create_tracker, local_store_uri, tracking_failed, ui_command
 
 
 def make_tracker(args: argparse.Namespace, out: Path) -> Tracker:
     """The MLflow tracker the tracking options ask for (`add_tracking`): off with --no-tracking, --tracking-uri when
-    given, else a SQLite store under `out`."""
+    given, else a SQLite store under `out`. With tracking on, SIGTERM then ends the command as Ctrl-C does
+    (`close_runs_on_sigterm`), so its open runs close KILLED with `interrupted=true` instead of staying RUNNING."""
+    if not args.no_tracking:
+        close_runs_on_sigterm()
     return create_tracker(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, out_dir=out)
 
 
+def close_runs_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt in the main thread, where nothing else handles SIGTERM yet: the run being
+    trained closes as interrupted, and the command line says what was kept and how to resume (exit 130)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def tracking_hint(args: argparse.Namespace, out: Path) -> str:
-    """Where the MLflow runs went, as a line to print (empty with --no-tracking)."""
+    """Where the MLflow runs went, as a line to print: empty with --no-tracking, and a warning's echo instead of
+    an address when tracking failed in this process (the runs after the failure are not there)."""
     if args.no_tracking:
         return ""
+    if tracking_failed(args.tracking_uri or local_store_uri(out)):
+        return "MLflow: tracking failed (see the warning above); nothing after the failure was recorded"
     if args.tracking_uri:
         return f"MLflow runs: {args.tracking_uri}"
     return f"MLflow runs: {ui_command(out)}"

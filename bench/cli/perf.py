@@ -42,7 +42,7 @@ def table(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.strategies = ",".join(chosen_strategies(args.strategies))
-    result = measure_table(args, resolve_device(args.device))
+    result = measure_table(args, resolve_device(args.device), progress=True)  # bars on stderr: stdout stays the table
     text = format_full_table(result)
     write_outputs(args, result, text)
     print(json.dumps(result, indent=2) if args.json else text)
@@ -56,7 +56,7 @@ def strategies(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     rounds = args.rounds or 20
     rows = time_strategies(chosen_strategies(args.strategies), args.batch_sizes, dim=args.dim, rounds=rounds,
-                           device=str(device))
+                           device=str(device), progress=True)
     result = {"device": str(device), "threads": torch.get_num_threads(), "dim": args.dim, "rounds": rounds,
               "rows": rows}
     text = (f"strategy step time (forward + backward + update), d={args.dim}, device={device}, "

@@ -10,6 +10,7 @@ from tempbench.eval import get_metric, metric_label
 from .table import EXTRA_COLUMNS, separated_best
 
 TERMINAL_WIDTH = 120
+CELL_WIDTH = 13  # the narrowest metric column: "95.12 ± 0.75*"
 
 
 def _pm(mean: float, half: float, digits: int = 2) -> str:
@@ -87,32 +88,49 @@ def _bold(text: str, flag: bool) -> str:
 
 def format_terminal(summary: pd.DataFrame, metrics: list[str], width: int = TERMINAL_WIDTH) -> str:
     """An aligned plain-text table per dataset (no Markdown markers), as many metric columns as fit `width`, then
-    Δ of the first metric; `*` marks a separated best mean."""
+    Δ of the first metric; `*` marks a separated best mean. Each column is as wide as its widest cell or header
+    line, so a two-digit CI or a mean of 100 never shifts the columns after it."""
     blocks = []
     for dataset, table in summary.groupby("dataset", sort=True):
         label_w = min(30, max(13, *(len(str(x)) for x in table["label"])))  # longer labels are cut
-        cols, used = [], label_w + 7  # + " seeds "
-        for m in shown_columns(summary, metrics):
-            if used + 14 > width - 38:  # a metric cell is 13 wide + a space; the Δ text takes ~38
-                break
-            cols.append(m)
-            used += 14
-        blocks.append(_terminal_block(dataset, table, cols, metrics[0] if metrics else None, label_w))
+        columns = [_terminal_column(table, m) for m in shown_columns(summary, metrics)]
+        fitting = _leading_columns(columns, used=label_w + 7, width=width - 38)  # + " seeds "; Δ text takes ~38
+        blocks.append(_terminal_block(dataset, table, fitting, metrics[0] if metrics else None, label_w))
     return "\n\n".join(blocks) + "\n"
 
 
-def _terminal_block(dataset: str, table: pd.DataFrame, cols: list[str], delta: str | None, label_w: int) -> str:
-    best = {m: separated_best(table, m) for m in cols}
-    heads = [metric_label(m) for m in cols]
-    line1 = f"{'':<{label_w}} {'':>5} " + " ".join(f"{_split(h)[0]:>13}" for h in heads)
-    line2 = f"{'configuration':<{label_w}} {'seeds':>5} " + " ".join(f"{_split(h)[1]:>13}" for h in heads)
+def _terminal_column(table: pd.DataFrame, metric: str) -> list[str]:
+    """A metric's column: its label over two header lines, then one "mean ± CI" cell per row of `table` (`*` after
+    a separated best, a space otherwise, so the numbers align), all right-aligned to the widest of them."""
+    best = separated_best(table, metric)
+    cells = [_pm(rec[f"{metric}_mean"], rec[f"{metric}_ci95"]) + ("*" if best == i else " ")
+             for i, rec in table.iterrows()]
+    lines = [*_split(metric_label(metric)), *cells]
+    w = max(CELL_WIDTH, *(len(x) for x in lines))
+    return [f"{x:>{w}}" for x in lines]
+
+
+def _leading_columns(columns: list[list[str]], used: int, width: int) -> list[list[str]]:
+    """The first columns that fit in `width` after `used` characters (one space before each)."""
+    kept = []
+    for column in columns:
+        used += len(column[0]) + 1
+        if used > width:
+            break
+        kept.append(column)
+    return kept
+
+
+def _terminal_block(dataset: str, table: pd.DataFrame, columns: list[list[str]], delta: str | None,
+                    label_w: int) -> str:
+    line1 = f"{'':<{label_w}} {'':>5} " + " ".join(c[0] for c in columns)
+    line2 = f"{'configuration':<{label_w}} {'seeds':>5} " + " ".join(c[1] for c in columns)
     if delta:
         line1 += f"  Δ {metric_label(delta)} vs fixed"
         line2 += "  (p, Holm, pairs)"
     out = [f"{dataset}", line1.rstrip(), line2.rstrip()]
-    for i, rec in table.iterrows():
-        cells = [(_pm(rec[f"{m}_mean"], rec[f"{m}_ci95"]) + ("*" if best[m] == i else " ")) for m in cols]
-        text = f"{str(rec['label'])[:label_w]:<{label_w}} {rec['seeds']:>5} " + " ".join(f"{c:>13}" for c in cells)
+    for row, (_, rec) in enumerate(table.iterrows(), start=2):
+        text = f"{str(rec['label'])[:label_w]:<{label_w}} {rec['seeds']:>5} " + " ".join(c[row] for c in columns)
         out.append((text + ("  " + delta_text(rec, delta) if delta else "")).rstrip())
     return "\n".join(out)
 

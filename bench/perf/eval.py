@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .train import timing_bar
+
 KNN_K = 200  # the final evaluation's kNN protocol (k=200, T=0.1)
 
 
@@ -51,10 +53,11 @@ def missing_note(backend: str, device: str) -> str | None:
     return None
 
 
-def time_knn(device: torch.device, n_train: int, n_test: int, dim: int) -> list[dict[str, Any]]:
+def time_knn(device: torch.device, n_train: int, n_test: int, dim: int, bar: Any = None) -> list[dict[str, Any]]:
     """One row per planned backend (`knn_plan`): {backend, device, note, search_s, total_s, speedup_vs_sklearn}, with
     seconds for k=KNN_K, T=0.1 on n_train × n_test random features of width dim; a note instead of times where the
-    backend is missing. speedup_vs_sklearn = sklearn's seconds ÷ the row's total (None without both)."""
+    backend is missing. speedup_vs_sklearn = sklearn's seconds ÷ the row's total (None without both). `bar`: a
+    progress bar advanced after each backend."""
     from tempbench.eval.timing import time_knn_backends  # optional dependencies, as in time_evaluation
     rows = []
     for label, backend, where in knn_plan(device):
@@ -65,6 +68,8 @@ def time_knn(device: torch.device, n_train: int, n_test: int, dim: int) -> list[
             # sklearn has no separate total: its fit + predict is the whole kNN, and the yardstick below reads total_s
             row |= {"search_s": timed["search_s"], "total_s": timed["total_s"] or timed["search_s"]}
         rows.append(row)
+        if bar is not None:
+            bar.update(1)
     yardstick = next((r.get("total_s") for r in rows if r["backend"] == "sklearn-brute"), None)
     for row in rows:
         seconds = row.get("total_s")
@@ -72,14 +77,18 @@ def time_knn(device: torch.device, n_train: int, n_test: int, dim: int) -> list[
     return rows
 
 
-def time_evaluation(device: torch.device, n_train: int, n_test: int, dim: int) -> dict[str, Any]:
+def time_evaluation(device: torch.device, n_train: int, n_test: int, dim: int,
+                    progress: bool = False) -> dict[str, Any]:
     """kNN rows and the linear probe on (n_train, n_test) × dim random features; a note instead where the
-    evaluation package cannot be imported (it needs pandas and scipy)."""
+    evaluation package cannot be imported (it needs pandas and scipy). `progress`: a bar over the rows."""
     try:
         from tempbench.eval.timing import time_linear_probe  # needs pandas and scipy, absent on a bare GPU box
     except ImportError as err:
         return {"note": f"evaluation skipped: {err.name} not installed", "knn": [], "linear_probe": None}
-    knn = time_knn(device, n_train, n_test, dim)
-    probe = time_linear_probe(n_train, n_test, dim, device=str(device))
+    desc = f"evaluation (kNN backends, linear probe; {n_train:,} × {n_test:,})"
+    with timing_bar(len(knn_plan(device)) + 1, desc, progress, unit="row") as bar:
+        knn = time_knn(device, n_train, n_test, dim, bar)
+        probe = time_linear_probe(n_train, n_test, dim, device=str(device))
+        bar.update(1)
     return {"n_train": n_train, "n_test": n_test, "dim": dim, "k": KNN_K, "knn": knn,
             "linear_probe": {"device": str(device), **probe}}

@@ -8,9 +8,11 @@ embeddings are), so this runs without the `text` extra and without data.
 from __future__ import annotations
 
 import statistics
+import sys
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from tempbench.config import resolve_run_config
 from tempbench.datasets import CaptionDataset
@@ -42,7 +44,8 @@ def image_text_setups(bench: StepBench, data: CaptionDataset) -> dict[str, Setup
     so every strategy starts from the same towers."""
     setups = {}
     names = ["fixed", *[n for n in list_strategies(pairing="image_text") if n != "fixed"]]
-    for name in names:
+    for name in tqdm(names, desc="image–text setups", unit="setup", disable=not bench.progress, leave=False,
+                     file=sys.stderr):
         config = resolve_run_config(name, "flickr8k", settings={
             **step_settings(bench), "text_tower": "random", "optimizer": "adamw", "lr": 1e-3})
         torch.manual_seed(bench.seed)
@@ -63,7 +66,7 @@ def time_image_text(bench: StepBench) -> dict[str, Any]:
         return lambda i: train_step(setup, batches[i % 4], Clock(step=i, epochs=2, steps_per_epoch=4), gen)
 
     times = interleaved_medians({f"pair {n}": step_of(s) for n, s in setups.items()}, bench.rounds, bench.warmup,
-                                bench.steps, bench.device)
+                                bench.steps, bench.device, progress=bench.progress, desc="image–text steps")
     base = statistics.median(times["pair fixed"])
     rows = [{"name": name, "ms": 1e3 * statistics.median(t), "overhead_vs_fixed": statistics.median(t) / base}
             for name, t in times.items()]

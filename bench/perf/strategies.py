@@ -11,17 +11,22 @@ import torch
 
 from tempbench.strategies import Clock, create_strategy
 
+from .train import timing_bar
+
 
 def time_strategies(names: list[str], batch_sizes: list[int], dim: int = 128, rounds: int = 20, warmup: int = 3,
-                    device: str = "cpu", num_samples: int = 50_000, seed: int = 0) -> list[dict[str, Any]]:
+                    device: str = "cpu", num_samples: int = 50_000, seed: int = 0,
+                    progress: bool = False) -> list[dict[str, Any]]:
     """Median cost of one step (forward + backward + update) of each strategy at each batch size, on random
     (batch, dim) embedding pairs with `num_samples` entries of per-sample state.
 
     Rows: {strategy, batch, dim, device, ms (median over `rounds` after `warmup` untimed ones), ratio_to_fixed (None
     without `fixed` among the names)}. Strategies are interleaved within each round, so drift hits all alike.
+    `progress`: a bar over every batch size's rounds on stderr.
     """
     gen = torch.Generator().manual_seed(seed)
     rows = []
+    bar = timing_bar(len(batch_sizes) * (warmup + rounds), f"strategy steps ({len(names)} rows)", progress)
     for batch in batch_sizes:
         a = torch.randn(batch, dim, generator=gen).to(device).requires_grad_()
         b = torch.randn(batch, dim, generator=gen).to(device).requires_grad_()
@@ -35,11 +40,13 @@ def time_strategies(names: list[str], batch_sizes: list[int], dim: int = 128, ro
                 elapsed = _one_step(s, a, b, idx, Clock(step=r, epochs=10, steps_per_epoch=10), device)
                 if r >= warmup:
                     times[n].append(elapsed)
+            bar.update(1)
         base = statistics.median(times["fixed"]) if "fixed" in times else None
         for n in names:
             med = statistics.median(times[n])
             rows.append({"strategy": n, "batch": batch, "dim": dim, "device": str(device), "ms": 1e3 * med,
                          "ratio_to_fixed": med / base if base else None})
+    bar.close()
     return rows
 
 

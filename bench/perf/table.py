@@ -36,8 +36,8 @@ SIZES = {"cpu": ((10, 2, 1, 50_000, 50_000, 10_000), (3, 1, 1, 10_000, 10_000, 2
          "cuda": ((20, 3, 4, 50_000, 50_000, 10_000), (8, 2, 4, 50_000, 50_000, 10_000))}
 
 
-def measure_table(args: Any, device: torch.device) -> dict[str, Any]:
-    """Every number of the table, with the machine it was measured on."""
+def measure_table(args: Any, device: torch.device, progress: bool = False) -> dict[str, Any]:
+    """Every number of the table, with the machine it was measured on; `progress`: a bar per section on stderr."""
     rounds, warmup, steps, images, n_train, n_test = SIZES[device.type][int(args.quick)]
     names = args.strategies.split(",") if args.strategies else list_strategies(pairing="views")
     defaults = DEVICE_DEFAULTS[device.type]
@@ -45,12 +45,14 @@ def measure_table(args: Any, device: torch.device) -> dict[str, Any]:
                       batch_size=args.batch_size or defaults["batch_size"],
                       strategies=["fixed", *[n for n in names if n != "fixed"]], rounds=args.rounds or rounds,
                       warmup=warmup if args.warmup < 0 else args.warmup, steps=args.steps or steps,
-                      image_size=args.image_size, num_images=args.num_images or images, compile=args.compile)
+                      image_size=args.image_size, num_images=args.num_images or images, compile=args.compile,
+                      progress=progress)
     n_train, n_test = args.eval_size or (n_train, n_test)
     skipped = {"note": "skipped (--skip-eval)", "knn": [], "linear_probe": None}
     result = {"machine": machine(device), "quick": args.quick, "train": time_training(bench),
               "image_text": time_image_text(bench),
-              "eval": skipped if args.skip_eval else time_evaluation(device, n_train, n_test, args.eval_dim)}
+              "eval": skipped if args.skip_eval else time_evaluation(device, n_train, n_test, args.eval_dim,
+                                                                      progress)}
     result["goals"] = goal_rows(result, device)
     return result
 

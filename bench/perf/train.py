@@ -14,12 +14,14 @@ Only torch, torchvision and numpy are imported, so this runs on a bare GPU machi
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from tempbench.config import resolve_run_config
 from tempbench.datasets import ImageDataset
@@ -47,6 +49,7 @@ class StepBench:
     num_images: int = 50_000  # resident training set (CIFAR-10's size)
     compile: bool = False
     seed: int = 0
+    progress: bool = False  # a bar per timed section on stderr (the full table takes minutes)
 
 
 def synthetic_dataset(num_images: int, image_size: int = 32, channels: int = 3, num_classes: int = 10,
@@ -77,7 +80,8 @@ def build_setups(bench: StepBench, data: Any) -> dict[str, Setup]:
     """One Setup per strategy, as `build_setup` makes it (same seed, so the same initial encoder), sharing one
     resident copy of the images."""
     setups: dict[str, Setup] = {}
-    for name in bench.strategies:
+    for name in tqdm(bench.strategies, desc="views setups", unit="setup", disable=not bench.progress, leave=False,
+                     file=sys.stderr):
         config = resolve_run_config(name, "cifar10", settings={  # CIFAR-10-shaped synthetic images
             **step_settings(bench), "compile": bench.compile})
         torch.manual_seed(bench.seed)
@@ -122,24 +126,33 @@ def step_closures(bench: StepBench, setups: dict[str, Setup]) -> dict[str, Calla
     return fns
 
 
+def timing_bar(total: int, desc: str, progress: bool, unit: str = "round") -> Any:
+    """A progress bar with an ETA on stderr over `total` rounds (or rows) of a timed section; advanced between
+    timed blocks only, never inside one."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, leave=False, file=sys.stderr)
+
+
 def interleaved_medians(fns: dict[str, Callable[[int], None]], rounds: int, warmup: int, steps: int,
-                        device: torch.device) -> dict[str, list[float]]:
+                        device: torch.device, progress: bool = False, desc: str = "timing") -> dict[str, list[float]]:
     """Seconds per step of each fn in every timed round: one block of `steps` calls of each fn per round, with the
     device synchronised around the block only (never inside it). The order rotates by one every round, so no
-    configuration always runs right after the same neighbour (caches, allocator, clock boost)."""
+    configuration always runs right after the same neighbour (caches, allocator, clock boost). `progress`: a bar
+    labelled `desc` over the rounds."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {name: [] for name in fns}
     names, step = list(fns), 0
-    for r in range(warmup + rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            sync()
-            start = time.perf_counter()
-            for j in range(steps):
-                fns[name](step + j)
-            sync()
-            if r >= warmup:
-                times[name].append((time.perf_counter() - start) / steps)
-        step += steps
+    with timing_bar(warmup + rounds, f"{desc} ({len(fns)} rows)", progress) as bar:
+        for r in range(warmup + rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                sync()
+                start = time.perf_counter()
+                for j in range(steps):
+                    fns[name](step + j)
+                sync()
+                if r >= warmup:
+                    times[name].append((time.perf_counter() - start) / steps)
+            step += steps
+            bar.update(1)
     return times
 
 
@@ -147,7 +160,8 @@ def time_training(bench: StepBench) -> dict[str, Any]:
     """Run the interleaved timing and summarise it: per-row ms and spread, the three ratios, throughput."""
     data = synthetic_dataset(bench.num_images, bench.image_size, seed=bench.seed)
     setups = build_setups(bench, data)
-    times = interleaved_medians(step_closures(bench, setups), bench.rounds, bench.warmup, bench.steps, bench.device)
+    times = interleaved_medians(step_closures(bench, setups), bench.rounds, bench.warmup, bench.steps, bench.device,
+                                progress=bench.progress, desc="views steps")
     return summarise(bench, times)
 
 

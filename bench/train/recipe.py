@@ -40,6 +40,7 @@ from .threads import calibrated_threads
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 TAU_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)  # of every training sample's τ, logged each epoch
+RUN_BAR = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} steps [{elapsed}, run ETA {remaining}{postfix}]"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -205,7 +206,9 @@ def train_one_epoch(setup: Setup, epoch: int, step: int) -> tuple[dict[str, Any]
     aug_gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, epoch, AUGMENT))
     losses: list[Tensor] = []
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    bar = tqdm(total=spe, disable=not cfg.progress, leave=False, desc=f"{cfg.strategy} {epoch + 1}/{cfg.epochs}")
+    # the bar counts the whole run's steps, so its ETA is the run's (at this epoch's pace), not the epoch's
+    bar = tqdm(total=spe * cfg.epochs, initial=epoch * spe, disable=not cfg.progress, leave=False, unit="step",
+               desc=f"{cfg.strategy} epoch {epoch + 1}/{cfg.epochs}", bar_format=RUN_BAR)
     start, out = time.perf_counter(), None
     for i in range(spe):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
@@ -217,7 +220,7 @@ def train_one_epoch(setup: Setup, epoch: int, step: int) -> tuple[dict[str, Any]
         if (i + 1) % cfg.log_every == 0 or i + 1 == spe:
             _sync_and_check(bar, first_bad, loss, out, epoch, views=2 * cfg.batch_size * (i + 1),
                             seconds=time.perf_counter() - start)
-            bar.update((i + 1) - bar.n)
+            bar.update(epoch * spe + (i + 1) - bar.n)
     bar.close()
     step_losses = torch.stack(losses).tolist()  # one host sync an epoch
     metrics = epoch_metrics(setup, sum(step_losses) / spe, out, time.perf_counter() - start)

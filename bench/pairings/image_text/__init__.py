@@ -124,7 +124,7 @@ class ImageTextPairing(Pairing):
             image = create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
                                    projector_hidden=config.projector_hidden, projector_out=out_dim, norm=norm)
         text = create_text_tower(config.text_tower, data.captions, out_dim, hidden=config.projector_hidden,
-                                 device=str(device)).to(device)
+                                 device=str(device), progress=config.progress).to(device)
         return ImageTextModel(image.to(device), text)
 
     def steps_per_epoch(self, train: PairedTrainData, batch_size: int) -> int:

@@ -21,6 +21,7 @@ as TensorFlow Lite's models expect, at the dataset's image size (the features ar
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def extract_features(net: nn.Module, images: Tensor, device: torch.device | str 
     net = net.to(device)
     out = []
     for start in tqdm(range(0, len(images), EXTRACT_BATCH), disable=not progress, desc="image features",
-                      unit="batch", leave=False):
+                      unit="batch", leave=False, file=sys.stderr):
         x = (images[start:start + EXTRACT_BATCH].to(device).float() - 127.0) / 128.0  # TF Lite's [−1, 1] scaling
         out.append(net(x).float().cpu())
     return torch.cat(out)
@@ -111,6 +112,8 @@ def locked_image_features(tower: str, images: Tensor, *, device: torch.device | 
             found = None
         if isinstance(found, Tensor) and found.shape == (len(images), dim):
             return found
+    if progress:
+        tqdm.write(f"{tower}: features of {len(images):,} images (once: cached for later runs)", file=sys.stderr)
     features = extract_features(load(), images, device, progress).contiguous()
     write_atomic(path, lambda fh: torch.save(features, fh), text=False)
     return features

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import cache
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from tempbench.datasets import cache_dir
 from tempbench.encoders import Projector
@@ -103,15 +105,19 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def frozen_encoder(name: str = "minilm", device: str | None = None, batch_size: int = 256) -> TextEncoder:
-    """texts -> (T, D) float32 CPU L2-normalised embeddings from the frozen encoder `name`."""
+def frozen_encoder(name: str = "minilm", device: str | None = None, batch_size: int = 256,
+                   progress: bool = False) -> TextEncoder:
+    """texts -> (T, D) float32 CPU L2-normalised embeddings from the frozen encoder `name`; `progress`: the
+    encoder's own bar over its batches on stderr (with an ETA), for the minutes a dataset's captions take."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     def encode(texts: list[str]) -> Tensor:
         model = load_sentence_encoder(name, device)
         with torch.inference_mode():
+            # its own bar, not one per chunk of ours: it batches by length over the whole list, and chunking would
+            # change the batches and so the last bits of the embeddings
             out = model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True,
-                               normalize_embeddings=True, show_progress_bar=False)
+                               normalize_embeddings=True, show_progress_bar=progress)
         return out.float().cpu().clone()  # clone: inference tensors cannot be saved for backward later
 
     return encode
@@ -133,9 +139,11 @@ def embedding_cache_path(name: str, captions: Sequence[str]) -> Path:
 
 
 def caption_embeddings(captions: Sequence[str], name: str = "minilm", *, device: str | None = None,
-                       cache: bool = True, encoder: TextEncoder | None = None) -> Tensor:
+                       cache: bool = True, encoder: TextEncoder | None = None, progress: bool = True) -> Tensor:
     """(N_cap, D) float32 CPU L2-normalised frozen embeddings of `captions`, computed once and cached on disk
-    (atomic write). encoder: what computes them on a cache miss (default: `frozen_encoder(name, device)`)."""
+    (atomic write). encoder: what computes them on a cache miss (default: `frozen_encoder(name, device)`).
+    progress: a line and the encoder's progress bar on stderr while they are computed (Flickr8k's 40,000 captions
+    take minutes on a CPU)."""
     if not captions:
         raise ValueError("caption_embeddings needs at least one caption")
     path = embedding_cache_path(name, captions)
@@ -146,7 +154,9 @@ def caption_embeddings(captions: Sequence[str], name: str = "minilm", *, device:
             found = None
         if isinstance(found, Tensor) and found.shape == (len(captions), FROZEN_ENCODERS.get(name, found.shape[-1])):
             return found
-    embeddings = (encoder or frozen_encoder(name, device))(list(captions)).float().contiguous()
+    if progress:
+        tqdm.write(f"{name}: embedding {len(captions):,} captions (once: cached for later runs)", file=sys.stderr)
+    embeddings = (encoder or frozen_encoder(name, device, progress=progress))(list(captions)).float().contiguous()
     if embeddings.shape[0] != len(captions):
         raise ValueError(f"the text encoder returned {embeddings.shape[0]} embeddings for {len(captions)} captions")
     if cache:
@@ -247,16 +257,19 @@ def list_text_towers() -> list[str]:
 
 def create_text_tower(name: str, captions: Sequence[str], out_dim: int, *, hidden: int = 512, layers: int = 2,
                       pooling: str = "cls", max_length: int = 32, device: str | None = None,
-                      cache: bool = True, encoder: TextEncoder | None = None) -> TextTower | HFTextTower:
+                      cache: bool = True, encoder: TextEncoder | None = None,
+                      progress: bool = True) -> TextTower | HFTextTower:
     """The text tower `name` over `captions` (the dataset's caption list; forward takes indices into it).
 
     "minilm": frozen embeddings (cached; computed on `device`, default CUDA when available) + projector(hidden,
     layers); "random": seeded random embeddings + projector (benchmarks and tests only); "hf:NAME": a trainable HF
     encoder with `pooling` and `max_length`. out_dim must match the image tower's projector output. encoder:
-    replaces the frozen model (tests, custom embeddings).
+    replaces the frozen model (tests, custom embeddings). progress: progress on stderr while the captions are
+    embedded (a cache miss only).
     """
     if name in FROZEN_ENCODERS:
-        embeddings = caption_embeddings(captions, name, device=device, cache=cache, encoder=encoder)
+        embeddings = caption_embeddings(captions, name, device=device, cache=cache, encoder=encoder,
+                                        progress=progress)
         return TextTower(embeddings, out_dim, hidden=hidden, layers=layers, name=name, encoder=encoder)
     if name == RANDOM_TOWER:  # timings of the training step need a text tower, not a language model
         return TextTower(random_embeddings(len(captions)), out_dim, hidden=hidden, layers=layers, name=name)

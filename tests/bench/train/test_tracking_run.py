@@ -48,6 +48,7 @@ def test_one_epoch_run_is_tracked_with_params_metrics_and_artifacts(tmp_path):
     tags = run.data.tags
     assert tags["tempbench.run_id"] == row["run_id"] and tags["tempbench.config_hash"] == row["config_hash"]
     assert tags["tempbench.strategy"] == "isogclr" and tags["tempbench.seed"] == "0"
+    assert (tags["strategy"], tags["dataset"], tags["seed"]) == ("isogclr", "digits-lt", "0")  # no backticks needed
     assert "mlflow.source.git.commit" in tags and tags["mlflow.source.name"] == "tempbench"
     params = run.data.params
     assert params["strategy"] == "isogclr" and params["dataset"] == "digits-lt" and params["batch_size"] == "256"
