@@ -14,13 +14,13 @@ so a typo fails before the first run trains.
 
 from __future__ import annotations
 
+import codecs
 import copy
 import dataclasses
 import hashlib
 import json
-import math
+import re
 import tomllib
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ from tempbench.datasets import Card, dataset_pairing
 from tempbench.datasets.build import resolve_card
 from tempbench.pairings import Pairing, get_pairing
 from tempbench.strategies import Strategy, get_strategy_class, list_strategies, reserve_hyperparameter_names
-from tempbench.util import did_you_mean
+from tempbench.util import check_type, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -157,29 +157,11 @@ reserve_hyperparameter_names([*run_setting_names(), *NOT_SETTINGS], owner="a run
 
 
 def check_types(config: Any) -> None:
-    """Raise ValueError when a dataclass field holds a value of the wrong type (ints are accepted for floats) or a
-    non-finite float."""
+    """Raise ValueError when a dataclass field holds a value of the wrong type (ints are accepted for floats and
+    stored as floats) or a non-finite float: `util.check_type`, the rule strategy hyperparameters follow too."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        allowed = _allowed_types(hints[f.name])
-        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-            object.__setattr__(config, f.name, value)
-        if value is None and type(None) in allowed:
-            continue
-        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-        if not ok:
-            names = "/".join(getattr(t, "__name__", str(t)) for t in allowed)
-            raise ValueError(f"{f.name} must be {names}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{f.name} must be a finite number, got {value!r}")
-
-
-def _allowed_types(hint: Any) -> tuple[type, ...]:
-    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    members = typing.get_args(hint) if is_union else (hint,)
-    return tuple(t for t in (typing.get_origin(m) or m for m in members) if isinstance(t, type))
+        object.__setattr__(config, f.name, check_type(f.name, getattr(config, f.name), hints[f.name]))
 
 
 # ---- resolution ---------------------------------------------------------------------------------------------------
@@ -310,20 +292,67 @@ def list_suites() -> list[str]:
 
 def load_suite(name_or_path: str) -> Suite:
     """A shipped suite by name (`quick`, `cifar10-lt-cpu`, ...) or a TOML file by path, with every run resolved
-    (unknown keys, strategies, hyperparameters and bad values fail here, before anything trains)."""
+    (unknown keys, strategies, hyperparameters and bad values fail here, before anything trains; so do a file that
+    is not UTF-8 TOML and an empty one, each naming the line at fault)."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise FileNotFoundError(f"suite file {path} does not exist")
-        text = path.read_text()
+        text = read_suite_text(path)
+        data = parse_suite(path, text)
     elif name_or_path in list_suites():
         text = resources.files("tempbench").joinpath("suites", f"{name_or_path}.toml").read_text()
+        data = tomllib.loads(text)
     else:
         raise ValueError(f"unknown suite {name_or_path!r}{did_you_mean(name_or_path, list_suites())}; shipped "
                          f"suites: {', '.join(list_suites())} (or a path to a .toml file)")
-    suite = build_suite(tomllib.loads(text), default_name=path.stem, text=text)
+    suite = build_suite(data, default_name=path.stem, text=text)
     suite.configs()  # resolves every run now: a typo in any of them fails before the first trains
     return suite
+
+
+# Byte-order marks of the encodings an editor saves "Unicode" text in; TOML is UTF-8 (a UTF-8 mark is tolerated)
+FOREIGN_MARKS = {"UTF-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "UTF-16": (codecs.BOM_UTF16_LE,
+                                                                                   codecs.BOM_UTF16_BE)}
+
+
+def read_suite_text(path: Path) -> str:
+    """The text of a suite file; ValueError naming the encoding or the line when it is not UTF-8."""
+    data = path.read_bytes()
+    for encoding, marks in FOREIGN_MARKS.items():  # UTF-32 first: its little-endian mark starts like UTF-16's
+        if data.startswith(marks):
+            raise ValueError(f"suite file {path} is {encoding} (it starts with a {encoding} byte-order mark); TOML "
+                             f"is UTF-8: save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"suite file {path}, line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); TOML is "
+                         f"UTF-8: save it as UTF-8") from None
+
+
+def parse_suite(path: Path, text: str) -> dict[str, Any]:
+    """The TOML table of a suite file; ValueError naming the line of a syntax error, or saying the file is empty
+    (an empty suite would otherwise run the default grid without a word)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"suite file {path}, {toml_error_place(str(exc), text)}") from None
+    if not data:
+        raise ValueError(f"suite file {path} is empty: name at least its strategies and datasets, e.g. strategies = "
+                         f"[\"fixed\", \"isogclr\"] and datasets = [\"digits\"] (the shipped suites are examples: "
+                         f"{', '.join(list_suites())})")
+    return data
+
+
+def toml_error_place(message: str, text: str) -> str:
+    """"line L, column C: invalid TOML (what)" from tomllib's message ("Invalid value (at line 2, column 15)"); an
+    error "at end of document" is placed on the file's last line."""
+    found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message)
+    if found is not None:
+        return f"line {found[2]}, column {found[3]}: invalid TOML ({found[1]})"
+    what = message.removesuffix(" (at end of document)")
+    return f"line {text.count(chr(10)) + 1} (end of file): invalid TOML ({what})"
 
 
 def build_suite(data: dict[str, Any], default_name: str, text: str = "") -> Suite:

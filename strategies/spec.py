@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import typing
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple, Self
 
-from tempbench.util import did_you_mean
+from tempbench.util import check_type, did_you_mean
 
 # While `hyperparameter_ranges` builds a default config, the checks below also record what they allow, so the ranges a
 # listing shows are the ones validation enforces (not a second copy that could drift).
@@ -41,7 +42,22 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """Raise ValueError naming `name` and the valid choices if `value` is not one of them."""
     _record(name, " | ".join(choices))
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}"
+                         f"{did_you_mean(value, choices)}")
+
+
+def check_types(config_class: type, hyperparameters: Mapping[str, Any]) -> None:
+    """ValueError "rho must be float, got 'abc'" for a hyperparameter whose value does not have its Config field's
+    declared type: the rule run settings follow (`util.check_type`), checked before the Config's own range checks,
+    which would otherwise compare a string with a number and fail as a bug. Values pass on unchanged (an int stays
+    an int where a float is declared), so resolved hyperparameters, and the hashes over them, stay what they were."""
+    try:
+        hints = typing.get_type_hints(config_class)
+    except (NameError, TypeError):  # a plug-in's annotations that do not resolve: its own checks decide
+        return
+    for name, value in hyperparameters.items():
+        if name in hints:
+            check_type(name, value, hints[name])
 
 
 def _record(name: str, allowed: str) -> None:
@@ -118,13 +134,15 @@ class StrategySpec:
     @classmethod
     def build_config(cls, **hyperparameters: Any) -> Any:
         """The Config from keyword hyperparameters, on top of `presets[preset]` when `preset` is given. An unknown
-        preset or hyperparameter raises ValueError listing the valid ones; the Config checks the values."""
+        preset or hyperparameter raises ValueError listing the valid ones, so does a value of the wrong type
+        (`check_types`); the Config checks the values."""
         base = cls._preset(hyperparameters.pop("preset")) if cls.presets and "preset" in hyperparameters else None
         unknown = sorted(set(hyperparameters) - set(cls.hyperparameter_names()))
         if unknown:
             raise ValueError(f"unknown hyperparameter(s) {unknown} for strategy {cls.name!r}"
                              f"{did_you_mean(unknown[0], cls.accepted_hyperparameters())}; "
                              f"valid: {cls.hyperparameter_names()}")
+        check_types(cls.Config, hyperparameters)
         return cls.Config(**hyperparameters) if base is None else dataclasses.replace(base, **hyperparameters)
 
     @classmethod

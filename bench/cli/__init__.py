@@ -1,14 +1,17 @@
 """The `tempbench` command line: parsers in `parser.py`, one implementation module per command, imported when the
 command runs.
 
-Exit codes: 0 done; 1 a run failed (e.g. its loss became NaN); 2 a usage error (a bad name, value or file, or an
-optional extra that is not installed: one line naming it, no traceback); 130 interrupted (one line saying what was
-kept and how to resume). Anything else is a bug and keeps its traceback.
+Exit codes: 0 done; 1 a run failed (e.g. its loss became NaN); 2 a usage error (a bad name, value or file, an
+optional extra that is not installed, an output folder that cannot take files or a disk that filled up: one line
+naming it, no traceback); 130 interrupted (one line saying what was kept and how to resume). Anything else is a bug
+and keeps its traceback. The folder `--out` names is checked before any work (and the results file in it, for the
+commands that append rows); a finished run's row that no file could take is printed on stdout as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import shlex
 import sys
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tempbench.util import MissingExtra
+from tempbench.util import MissingExtra, RowNotKept, check_output_folder
 
 from .parser import build_parser
 
@@ -37,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     formatter = warnings.formatwarning
     warnings.formatwarning = one_line_warning(name, formatter)
     try:
+        check_outputs(args)
         return int(getattr(importlib.import_module(module), function)(args) or 0)
     except BrokenPipeError:  # e.g. `tempbench metrics | head`: the reader left, nothing to report
         sys.stderr.close()
@@ -49,6 +53,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_failure(name, exc)
     finally:
         warnings.formatwarning = formatter
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: the folder --out names can take files (ValueError, one line, otherwise), and for a command
+    that appends rows to DIR/runs.csv (`args.appends_rows`, set by the parser) that file, if any, is not corrupt. A
+    run must not train for an hour to find it has nowhere to go."""
+    folder = output_folder(args)
+    if folder is None:
+        return
+    check_output_folder(folder)
+    if getattr(args, "appends_rows", False):
+        from tempbench.leaderboard.rows import check_rows_file  # here: `tempbench --help` must not import pandas
+
+        check_rows_file(folder / "runs.csv")
+
+
+def output_folder(args: argparse.Namespace) -> Path | None:
+    """The folder --out names when the command will write there: None when unset (the command derives its own)
+    and for `data show` without --views, which writes nothing."""
+    out = getattr(args, "out", None)
+    if out is None or (args.command == "data" and not getattr(args, "views", False)):
+        return None
+    return Path(out)
 
 
 def one_line_warning(name: str, fallback: Any) -> Any:
@@ -78,7 +105,8 @@ def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def report_failure(name: str, exc: Exception) -> int:
-    """Print why command `name` failed and return its exit code: one line for what the user can fix (exit 2) or what
+    """Print why command `name` failed and return its exit code: one line for what the user can fix (exit 2: a bad
+    input, a missing extra, a full or read-only disk; a row no file could take is printed on stdout first) or what
     stopped a run (exit 1); the traceback and "a bug" for everything else (exit 1)."""
     missing = missing_extra(exc)
     if missing is not None:  # before the generic branch: MissingExtra is an ImportError, which would read as a bug
@@ -89,6 +117,16 @@ def report_failure(name: str, exc: Exception) -> int:
     if isinstance(exc, NonFiniteLossError):
         print(f"{name}: run stopped: {exc}", file=sys.stderr)
         return 1
+    if isinstance(exc, RowNotKept):
+        from .common import print_json
+
+        print_json(exc.row)  # stdout: the finished run's numbers, which no file could take
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+        print(f"{name}: error: could not {DISK_ERRORS[exc.errno]} {exc.filename or 'a file'}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
     if isinstance(exc, (ValueError, FileNotFoundError)) and raised_by_tempbench(exc):
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
@@ -96,6 +134,11 @@ def report_failure(name: str, exc: Exception) -> int:
     print(f"{name}: failed with an unexpected {type(exc).__name__} (a bug: please report it with the traceback "
           f"above)", file=sys.stderr)
     return 1
+
+
+# What the file system refused, by errno: the user's to fix (free space, another folder), wherever it was raised
+DISK_ERRORS = {errno.ENOSPC: "write", errno.EDQUOT: "write", errno.EROFS: "write", errno.EACCES: "access",
+               errno.EPERM: "access"}
 
 
 def missing_extra(exc: BaseException) -> MissingExtra | None:

@@ -12,6 +12,7 @@ from tempbench.eval import get_metric
 from tempbench.leaderboard import build_leaderboard, read_rows
 from tempbench.study.grid_sweep import sweep_rows, sweep_study_names
 from tempbench.study.storage import open_storage, resolve_storage
+from tempbench.util import check_output_folder
 
 from .common import print_json
 
@@ -35,7 +36,10 @@ def rows_from_file(args: argparse.Namespace) -> tuple:
     if args.runs is None:
         raise ValueError("give the rows: RUNS.csv, or --storage URL for a sweep on shared storage")
     runs = Path(args.runs)
-    return read_rows(runs), Path(args.out) if args.out else runs.parent, "tempbench leaderboard"
+    rows = read_rows(runs)
+    if not args.out:  # an --out that was given is checked before any work (`cli.check_outputs`)
+        check_output_folder(runs.parent)
+    return rows, Path(args.out) if args.out else runs.parent, "tempbench leaderboard"
 
 
 def rows_from_storage(args: argparse.Namespace) -> tuple:

@@ -1,6 +1,7 @@
 """Every `tempbench` command's parser, declared in one place with one grammar:
 
-- `--out DIR` is always a directory; `--json` prints the result as JSON on every command that produces one;
+- `--out DIR` is always a directory, checked before any work (`cli.check_outputs`); `--json` prints the result as
+  JSON on every command that produces one;
 - `--device`, `--seed` (one value) / `--seeds` (a list or range), `--set KEY=VALUE`, `--tracking-uri` /
   `--no-tracking` mean the same everywhere (the `add_*` helpers below);
 - every option's help shows its default.
@@ -105,6 +106,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     add_run_flags(p)
     add_set(p, "a run setting (epochs, lr, encoder, ...) or a strategy hyperparameter (tau, rho, ...); repeatable")
     add_out(p, "runs/train", "runs.csv, checkpoints, τ tables, the MLflow store")
+    p.set_defaults(appends_rows=True)  # DIR/runs.csv is checked before the run trains (`cli.check_outputs`)
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint of the same config")
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                    help="train on N processes of this machine (torchrun; one GPU each, or gloo on the CPU); the "
@@ -126,6 +128,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     add_run_flags(p)
     add_set(p, "override a run setting of every run (epochs, lr, ...); repeatable")
     add_out(p, None, "runs.csv, leaderboard, figures, MLflow store (unset: runs/SUITE)")
+    p.set_defaults(appends_rows=True)
     p.add_argument("--rerun", action="store_true", help="train again the runs already in runs.csv")
     p.add_argument("--checkpoints", action="store_true", help="keep each run's last checkpoint (DIR/checkpoints)")
     add_figures(p)

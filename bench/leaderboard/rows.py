@@ -1,11 +1,17 @@
 """Result rows: one flat dict per run in a CSV (`runs.csv`), appended atomically with the union of the columns, so
 a new metric shows up as a new column and older rows get blanks. Concurrent appends from several processes on one
-machine are serialised by a folder lock; nothing is lost."""
+machine are serialised by a folder lock; nothing is lost: a row the CSV cannot take is kept as JSON beside it, and
+one no file can take travels up to the command line, which prints it.
+
+A results file is read strictly: a truncated or corrupt row, or a file that is not UTF-8, is a ValueError naming
+the line at fault (never a row silently padded with blanks, nor rewritten on the next append); a history cell that
+is not JSON is a warning naming the run."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -17,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from tempbench.util import ArtifactWarning, write_atomic
+from tempbench.util import ArtifactWarning, RowNotKept, write_atomic
 
 # a row's `history` holds every epoch's numbers (and step losses): 200 epochs pass the csv module's default cell
 # limit of 131,072 characters
@@ -39,37 +45,117 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> Path:
 def keep_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> Path:
     """`append_row`, and if that fails, the row as JSON beside the CSV (`runs.csv.RUN_ID.json`) with an
     `ArtifactWarning` naming both: a finished run's numbers are never lost to a failed write. Returns the file the
-    row is in."""
+    row is in; `RowNotKept` (carrying the row, for the command line to print) when neither file could be written."""
     path = Path(path)
     try:
         return append_row(path, row)
     except Exception as exc:  # whatever failed (a full disk, a corrupt CSV), the row is worth more than the table
-        spare = path.with_name(f"{path.name}.{row.get('run_id', 'row')}.json")
-        spare.write_text(json.dumps(_nan_to_none(dict(row)), default=str, indent=1))
-        warnings.warn(f"could not append the row to {path} ({type(exc).__name__}: {exc}); it is kept in {spare}",
-                      ArtifactWarning, stacklevel=2)
-        return spare
+        failed = exc
+    spare = path.with_name(f"{path.name}.{row.get('run_id', 'row')}.json")
+    try:
+        write_atomic(spare, lambda fh: json.dump(_nan_to_none(dict(row)), fh, default=str, indent=1))
+    except OSError as exc:
+        message = (f"could not write the row of run {row.get('run_id', '?')} to {path} nor beside it to {spare} "
+                   f"({exc.strerror or exc}); the row is printed on stdout as JSON")
+        raise RowNotKept(message, dict(row)) from failed
+    warnings.warn(f"could not append the row to {path} ({type(failed).__name__}: {failed}); it is kept in {spare}",
+                  ArtifactWarning, stacklevel=2)
+    return spare
+
+
+class CorruptCellWarning(UserWarning):
+    """A cell of a results file that should hold JSON (a run's per-epoch history) does not: the run's other numbers
+    are read, what needed that cell (its curves) leaves it out."""
 
 
 def read_rows(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """All rows of a results CSV as a DataFrame (blank cells are NaN)."""
+    """All rows of a results CSV as a DataFrame (blank cells are NaN). A truncated or corrupt row, or a file that is
+    not UTF-8, is a ValueError naming the line; a history cell that is not JSON, a `CorruptCellWarning` naming the
+    run."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no results file at {path}: it is written as runs finish (tempbench train, "
                                 f"tempbench run)")
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError as exc:
-        raise ValueError(f"results file {path} is empty") from exc
+    text = _read_text(path)
+    if not text.strip():
+        raise ValueError(f"results file {path} is empty")
+    columns, records, lines = _parse_records(path, text)
+    _warn_corrupt_histories(path, columns, records, lines)
+    return pd.read_csv(io.StringIO(text))
+
+
+def check_rows_file(path: str | os.PathLike[str]) -> None:
+    """ValueError naming the line at fault if the results file at `path` exists and is truncated, corrupt or not
+    UTF-8: what a command that appends to it checks before any work, so no run trains into a file it cannot add
+    its row to."""
+    path = Path(path)
+    if path.is_file():
+        _parse_records(path, _read_text(path))
 
 
 def _read_csv_cells(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file() or path.stat().st_size == 0:
         return [], []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        return list(reader.fieldnames or []), rows
+    columns, records, _ = _parse_records(path, _read_text(path))
+    return columns, [dict(zip(columns, record)) for record in records]
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"results file {path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
+def _parse_records(path: Path, text: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header, records, the line each record starts on), blank lines skipped; ValueError naming the line of a
+    record that the CSV grammar refuses (strict quoting) or whose field count is not the header's."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header, records, lines, line = [], [], [], 1
+    try:
+        for record in reader:
+            if record and not header:
+                header = record
+            elif record:
+                if len(record) != len(header):
+                    raise _corrupt(path, line, f"{len(record)} fields where its header has {len(header)}")
+                records.append(record)
+                lines.append(line)
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise _corrupt(path, line, str(exc)) from None
+    return header, records, lines
+
+
+def _corrupt(path: Path, line: int, what: str) -> ValueError:
+    return ValueError(f"results file {path}, line {line}: {what} (a truncated or corrupt row: repair or delete that "
+                      f"line)")
+
+
+def _warn_corrupt_histories(path: Path, columns: list[str], records: list[list[str]], lines: list[int]) -> None:
+    """One `CorruptCellWarning` per run whose history cell holds something other than a JSON list."""
+    if "history" not in columns:
+        return
+    at, run_at = columns.index("history"), columns.index("run_id") if "run_id" in columns else None
+    for record, line in zip(records, lines):
+        problem = _not_a_json_list(record[at])
+        if problem:
+            run = record[run_at] if run_at is not None else f"on line {line}"
+            warnings.warn(f"run {run}: its history cell ({path}, line {line}) is not valid JSON ({problem}); its "
+                          f"per-epoch curves are left out", CorruptCellWarning, stacklevel=3)
+
+
+def _not_a_json_list(cell: str) -> str:
+    """Why a non-empty history cell is not a JSON list ("" when it is one, or empty)."""
+    if not cell:
+        return ""
+    try:
+        parsed = json.loads(cell)
+    except ValueError as exc:
+        return str(exc)
+    return "" if isinstance(parsed, list) else f"a {type(parsed).__name__}, not a list"
 
 
 def _write_csv(fh: IO[str], columns: list[str], rows: list[dict[str, str]]) -> None:

@@ -7,13 +7,14 @@ the global RNG states is all a resumed run needs to continue exactly as an unint
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tempbench.util import write_atomic
+from tempbench.util import ArtifactWarning, write_atomic
 
 
 def rng_states() -> dict[str, Any]:
@@ -61,11 +62,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def save_setup(path: Path, setup: Any, progress: dict[str, Any]) -> Path:
-    """Checkpoint everything `restore_setup` needs to continue the run exactly."""
-    return save_checkpoint(path, model=setup.model.state_dict(), optimizer=setup.optimizer.state_dict(),
-                           scheduler=setup.scheduler.state_dict(), strategy=setup.strategy.state_dict(),
-                           progress=progress, config=setup.config.to_dict())
+def save_setup(path: Path, setup: Any, progress: dict[str, Any]) -> Path | None:
+    """Checkpoint everything `restore_setup` needs to continue the run exactly. A checkpoint that cannot be written
+    (a full disk, a read-only folder) is an `ArtifactWarning` and None: it only shortens what a crash would cost,
+    so it must never end the run whose numbers are still to come."""
+    try:
+        return save_checkpoint(path, model=setup.model.state_dict(), optimizer=setup.optimizer.state_dict(),
+                               scheduler=setup.scheduler.state_dict(), strategy=setup.strategy.state_dict(),
+                               progress=progress, config=setup.config.to_dict())
+    except OSError as exc:
+        warnings.warn(f"could not save the checkpoint {path} ({exc.strerror or exc}); the run goes on without it",
+                      ArtifactWarning, stacklevel=2)
+        return None
 
 
 def restore_setup(setup: Any, path: Path) -> dict[str, Any]:
