@@ -1,9 +1,14 @@
-"""`tempbench run`: the runs of a suite not yet in DIR/runs.csv, then the leaderboard (aligned on the terminal,
+"""`tempbench run`: the runs of a suite not yet done in DIR, then the leaderboard (aligned on the terminal,
 Markdown and CSV in DIR).
 
-    tempbench run --suite quick                                   # one process, runs.csv in runs/quick
-    tempbench run --suite quick --devices 0,1,2,3                 # one training per GPU (a local grid study)
+    tempbench run --suite quick                                   # 1-thread CPU workers, one per core
+    tempbench run --suite quick --devices 0,1,2,3                 # one training per GPU at a time
     tempbench run --suite quick --storage postgresql://u@db/optuna # the same line on every machine: one sweep
+
+Every command works through the folder's sweep, an Optuna grid study (the journal file in DIR, or --storage), so
+any number of them on one DIR split the runs and train none twice (`tempbench.study.sweep`). A suite's runs use
+one CPU thread each (`threads = 0`, the default) and run side by side in worker processes: the rows do not depend
+on the machine's load or on how many workers ran (`tempbench.train.threads`).
 """
 
 from __future__ import annotations
@@ -14,91 +19,109 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 
 from tempbench.config import Suite, check_names, load_suite, merge_flags, parse_literal, run_setting_names
-from tempbench.leaderboard import build_leaderboard, read_rows
-from tempbench.study.grid_sweep import SweepJob, run_grid_sweep, sweep_rows
-from tempbench.study.storage import open_storage, redact, resolve_storage
-from tempbench.study.sweep import run_sweep
+from tempbench.leaderboard import build_leaderboard
+from tempbench.study.grid_sweep import SweepJob
+from tempbench.study.storage import redact
+from tempbench.study.sweep import Swept, choose_study, sweep_folder, sweep_storage
 from tempbench.study.trial import process_tracker
-from tempbench.tracking import NestedTracker, RunHandle, Tracker, open_run
+from tempbench.tracking import RunHandle, Tracker, open_run
+from tempbench.train.threads import suite_threads, suite_workers
 from tempbench.util import write_atomic
 
-from .common import make_tracker, note, parse_seeds, print_json, tracking_hint
+from .common import note, parse_seeds, print_json, tracking_hint
 
 
 def main(args: argparse.Namespace) -> int:
     """`tempbench run`: resolve every run of the suite first (a bad setting fails before any training), train the
-    missing ones — in this process, or as a grid study over --devices / --storage — then write and print the
-    leaderboard, and log it on the sweep's parent MLflow run."""
+    missing ones on the folder's sweep — with 1-thread CPU workers, one per core, or one worker per --devices
+    entry — then write and print the leaderboard, and log it on the sweep's parent MLflow run."""
     suite = load_suite(args.suite)
-    devices = parse_devices(args.devices, args.device)
-    settings = parse_run_settings(args.set)
-    settings = merge_flags(settings, {"epochs": args.epochs, "device": args.device})
+    settings = suite_settings(args, suite)
     seeds = parse_seeds(args.seeds) if args.seeds else None
     configs = suite.configs(seeds=seeds, **settings)  # every run resolved before the first trains
+    devices = parse_devices(args.devices, args.device) or default_devices(configs)
     out = Path(args.out or f"runs/{suite.name}")
     variants = f" + {len(suite.variants)} variants" if suite.variants else ""
     note(f"suite {suite.name}: {len(suite.strategies)} strategies{variants} × {len(suite.datasets)} datasets × "
-         f"{len(seeds or suite.seeds)} seeds = {len(configs)} runs -> {out}")
-    shared = bool(args.storage) or len(devices) > 1
-    if shared and args.rerun:
-        raise ValueError("--rerun trains a sweep again: with --storage or --devices pass a new --study instead")
-    tracker, start = (process_tracker(not args.no_tracking, args.tracking_uri, str(out)) if shared
-                      else make_tracker(args, out)), time.perf_counter()
+         f"{len(seeds or suite.seeds)} seeds = {len(configs)} runs -> {out}, {describe_workers(devices, configs)}")
+    tracker, start = process_tracker(not args.no_tracking, args.tracking_uri, str(out)), time.perf_counter()
     params = {"suite": suite.name, "datasets": ",".join(suite.datasets), "strategies": ",".join(suite.strategies)}
     with open_run(tracker, f"suite {suite.name}", params, tags={"tempbench.kind": "suite"},
                   key=sweep_key(args, suite, out)) as parent:
-        if shared:
-            counts, rows = shared_sweep(args, suite, configs, out, parent, devices)
-        else:
-            runs = NestedTracker(tracker, parent, tags={"tempbench.suite": suite.name})
-            counts = run_sweep(configs, out, runs, parent, rerun=args.rerun, checkpoints=args.checkpoints)
-            rows = read_rows(out / "runs.csv")
-        board = build_leaderboard(rows, out, source=f"tempbench run --suite {suite.name}",
+        swept = sweep_suite(args, suite, configs, out, parent, devices)
+        board = build_leaderboard(swept.rows, out, source=f"tempbench run --suite {suite.name}",
                                   figures=not args.no_figures)
         log_sweep_artifacts(tracker, parent, suite, out, board.files)
+    counts = {"trained": swept.trained, "skipped": swept.skipped}
     if args.json:
         print_json({"suite": suite.name, "out": str(out), **counts,
                     "leaderboard": board.summary.to_dict(orient="records")})
     else:
         print(board.terminal, end="")
-    note(f"{counts['trained']} runs trained, {counts['skipped']} skipped, in {time.perf_counter() - start:.1f} s; "
+    note(f"{swept.trained} runs trained, {swept.skipped} skipped, in {time.perf_counter() - start:.1f} s; "
          f"rows: {out / 'runs.csv'}; leaderboard: {out / 'leaderboard.md'}")
     note(tracking_hint(args, out))
     return 0
 
 
-def shared_sweep(args: argparse.Namespace, suite: Suite, configs: list, out: Path, parent: RunHandle,
-                 devices: list[str | None]) -> tuple[dict[str, int], Any]:
-    """The suite as a grid study on --storage (or a journal file in DIR for --devices alone), one worker per
-    device; ({"trained": by this command, "skipped"}, every finished run's row)."""
+def suite_settings(args: argparse.Namespace, suite: Suite) -> dict[str, Any]:
+    """--set and the run flags, over the suite's [run] table; `threads = 0` (the default) becomes the suite's one
+    thread per run (`suite_threads`), so no run times the machine to pick its thread count."""
+    settings = merge_flags(parse_run_settings(args.set), {"epochs": args.epochs, "device": args.device})
+    return {**settings, "threads": suite_threads(settings.get("threads", suite.run.get("threads", 0)))}
+
+
+def sweep_suite(args: argparse.Namespace, suite: Suite, configs: list, out: Path, parent: RunHandle,
+                devices: list[str | None]) -> Swept:
+    """The suite on the folder's sweep (the journal file in DIR, or --storage), one worker per device; --rerun
+    starts the sweep's next generation, which trains every run again."""
     out.mkdir(parents=True, exist_ok=True)
-    storage = resolve_storage(args.storage, out, workers=max(len(devices), 2))
-    job = SweepJob(configs, storage, args.study or f"suite-{suite.name}", str(out), suite=suite.name,
+    storage = sweep_storage(args.storage, out)
+    study = choose_study(storage, args.study or f"suite-{suite.name}", configs, rerun=args.rerun)
+    if study.changed:
+        note(f"the suite changed since its sweep in {out} ran: a new sweep {study.name!r}, reusing every run "
+             "runs.csv holds")
+    if args.rerun:
+        note(f"sweep {study.name!r} trains every run again; a `tempbench run` on {out} joins it (until a next --rerun)")
+    elif not study.reuse_rows:
+        note(f"joining sweep {study.name!r}, the newest in {out} (a --rerun)")
+    job = SweepJob(configs, storage, study.name, str(out), suite=suite.name,
                    tracking=not args.no_tracking, tracking_uri=args.tracking_uri, parent_run_id=parent.run_id,
-                   checkpoints=args.checkpoints, heartbeat=args.heartbeat)
+                   checkpoints=args.checkpoints, heartbeat=args.heartbeat, reuse_rows=study.reuse_rows)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    before = _finished(storage, job.study_name)
-    study = run_grid_sweep(job, devices)
-    trained = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) - before
-    return {"trained": trained, "skipped": len(configs) - trained}, sweep_rows(study)
+    return sweep_folder(job, devices)
 
 
-def _finished(storage: str, study_name: str) -> int:
-    """COMPLETE trials of the sweep before this command (0 for a new one)."""
-    try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage, heartbeat=None))
-    except KeyError:
-        return 0
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+def default_devices(configs: list) -> list[str | None]:
+    """Without --devices: a suite that runs on the CPU gets one worker per `threads` cores (`suite_workers`: with
+    one thread per run, one per core); any other, one worker on the run settings' device."""
+    if not all(on_cpu(c.device) for c in configs):
+        return [None]
+    return [None] * suite_workers(max(c.threads for c in configs), len(configs))
+
+
+def on_cpu(device: str) -> bool:
+    """Whether a run setting's device (cpu, auto, cuda:N) trains on the CPU here."""
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
+def describe_workers(devices: list[str | None], configs: list) -> str:
+    """`2 worker processes, 1 CPU thread per run`, `in this process`, ...: how the runs will be trained."""
+    where = "in this process" if len(devices) == 1 else f"{len(devices)} worker processes"
+    if not all(on_cpu(d or c.device) for d in devices for c in configs):
+        return where
+    threads = sorted({c.threads for c in configs})
+    return f"{where}, {'/'.join(map(str, threads))} CPU thread{'s' if threads != [1] else ''} per run"
 
 
 def parse_devices(devices: str | None, device: str | None) -> list[str | None]:
-    """`--devices 0,1` -> ["cuda:0", "cuda:1"] (bare numbers are CUDA devices; cpu, cuda:N as given); unset -> [None]
-    (the run settings' device, one worker)."""
+    """`--devices 0,1` -> ["cuda:0", "cuda:1"] (bare numbers are CUDA devices; cpu, cuda:N as given: `cpu,cpu` is two
+    CPU workers, `cpu` one); unset -> [] (`default_devices` decides)."""
     if devices is None:
-        return [None]
+        return []
     if device is not None:
         raise ValueError("--device and --devices contradict each other; give one")
     found = [d.strip() for d in devices.split(",") if d.strip()]
