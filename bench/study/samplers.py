@@ -2,20 +2,26 @@
 strategy's grid via GridSampler), TPE for tuning; and which pruner stops trials early (none unless asked).
 
 Every worker builds the same sampler from the same seed: the Sobol sequence and the grid order must be one design
-shared by all workers, whatever machine they run on. Trial k gets design point k (trial numbers are unique and
-assigned by the storage), so workers never draw the same point and a resumed study continues the sequence.
+shared by all workers, whatever machine they run on. A Sobol trial takes the lowest design point no earlier trial
+holds (`free_point`): trial k gets point k while no worker dies, so workers never draw the same point and a resumed
+study continues the sequence; the point of a trial whose worker was killed is evaluated again (by its retry, which
+copies it, or by the next new trial), so the budget's points are points 0..n-1 however many workers die.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
 
-from .storage import quiet_experimental
+from .storage import SURPLUS_ATTR, died, quiet_experimental, retries_left
 
 GOALS = ("sensitivity", "tune")
+POINT_ATTR = "tempbench.point"  # trial user attr: the index of its Sobol point (a retry copies it)
+PENDING = -1  # the point of a trial that has not drawn one yet
 
 
 class SobolSampler(optuna.samplers.QMCSampler):
@@ -23,9 +29,10 @@ class SobolSampler(optuna.samplers.QMCSampler):
 
     - the search space is given up front, so trial 0 is a Sobol point too (QMCSampler samples the first trial at
       random and infers the space from it);
-    - trial k takes point k of the sequence. QMCSampler keeps its own counter in a study attribute that is read and
-      written without a transaction (its TODO says so: it "only ensures that each sample_id is sampled at least
-      once"), so two workers starting at the same moment draw the same point.
+    - each trial takes the lowest point no earlier trial holds (`free_point`), recorded as `tempbench.point`.
+      QMCSampler keeps its own counter in a study attribute that is read and written without a transaction (its
+      TODO says so: it "only ensures that each sample_id is sampled at least once"), so two workers starting at the
+      same moment draw the same point, and a point whose worker was killed is never drawn again.
     """
 
     def __init__(self, space: dict[str, BaseDistribution], seed: int) -> None:
@@ -41,12 +48,49 @@ class SobolSampler(optuna.samplers.QMCSampler):
         return dict(self._space)
 
     def sample_relative(self, study: Any, trial: Any, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        """{param: value} of point `trial.number` of the scrambled Sobol sequence, mapped onto `search_space`."""
-        self._point = trial.number  # read by _find_sample_id below (one trial at a time per worker: n_jobs=1)
+        """{param: value} of the trial's point of the scrambled Sobol sequence, mapped onto `search_space`: the
+        point it already holds (a retry), else the lowest free one, recorded on the trial before it is used."""
+        point = trial.user_attrs.get(POINT_ATTR)
+        if point is None:
+            point = free_point(study.get_trials(deepcopy=False), trial.number)
+            study._storage.set_trial_user_attr(trial._trial_id, POINT_ATTR, point)
+        self._point = point  # read by _find_sample_id below (one trial at a time per worker: n_jobs=1)
         return super().sample_relative(study, trial, search_space)
 
     def _find_sample_id(self, study: Any, search_space: dict[str, BaseDistribution]) -> int:
         return self._point
+
+
+def free_point(trials: Sequence[Any], number: int) -> int:
+    """The point of new trial `number`: the lowest one that no trial numbered before it holds. An earlier trial that
+    has not drawn yet is counted as taking the lowest point free at its turn, as it will. A retry queued after a new
+    trial took its dead point finds it held by that earlier trial, and `Budget.guard` makes it surplus."""
+    taken: set[int] = set()
+    for trial in sorted((t for t in trials if t.number < number), key=lambda t: t.number):
+        point = held_point(trial)
+        if point == PENDING:
+            point = _lowest_free(taken)
+        if point is not None:
+            taken.add(point)
+    return _lowest_free(taken)
+
+
+def held_point(trial: Any) -> int | None:
+    """The design point `trial` holds: the one it ran or runs, waits to run (a queued retry) or failed on by itself
+    (a NaN: not tried again); None when it holds none (surplus, never drew one, or its worker died and the point is
+    to be re-run); PENDING while it is about to draw one."""
+    point = trial.user_attrs.get(POINT_ATTR)
+    if point is None and not trial.params:  # a new trial, or the retry of one whose worker died before drawing
+        return PENDING if trial.state in (TrialState.RUNNING, TrialState.WAITING) else None
+    if point is None:  # a trial from before points were recorded: trial k ran point k, a retry its original's
+        point = trial.system_attrs.get("failed_trial", trial.number)
+    if trial.user_attrs.get(SURPLUS_ATTR) or (died(trial) and retries_left(trial)):
+        return None
+    return point
+
+
+def _lowest_free(taken: set[int]) -> int:
+    return min(set(range(len(taken) + 1)) - taken)
 
 
 def describe_sampler(goal: str, grid: bool, seed: int, prune: bool) -> str:
@@ -56,7 +100,7 @@ def describe_sampler(goal: str, grid: bool, seed: int, prune: bool) -> str:
     elif goal == "tune":
         sampler = f"TPESampler (seed {seed}; tuning, not a sensitivity design)"
     else:
-        sampler = f"QMCSampler (Sobol, scrambled, seed {seed}; trial k = point k)"
+        sampler = f"QMCSampler (Sobol, scrambled, seed {seed}; trial k = point k, a killed worker's point re-run)"
     return f"{sampler}; {'MedianPruner on the validation monitor' if prune else 'no pruning'}"
 
 

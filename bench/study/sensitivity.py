@@ -34,7 +34,16 @@ from tempbench.strategies import Strategy, get_strategy_class
 
 from .samplers import GOALS, describe_sampler, make_pruner, make_sampler, search_distributions
 from .storage import DEFAULT_HEARTBEAT, WORKER_ATTR, open_storage, quiet_experimental, resolve_storage
-from .workers import SURPLUS_ATTR, Budget, ProgressLine, SurplusTrial, run_in_processes
+from .workers import (
+    COUNTED,
+    SURPLUS_ATTR,
+    Budget,
+    ProgressLine,
+    SurplusTrial,
+    WorkersLost,
+    on_death_retry,
+    run_in_processes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +162,18 @@ def make_job(strategy: str | type[Strategy], trial_fn: TrialFn, *, n_trials: int
 
 
 def run_job(job: StudyJob, workers: int = 1) -> Any:
-    """Open (or resume) the job's study, run its workers here or in `workers` processes; return the Study."""
+    """Open (or resume) the job's study, run its workers here or in `workers` processes; return the Study. A killed
+    worker's trial is retried by the others at once; WorkersLost if none was left to finish the budget."""
     study = open_study(job)
     job.n_existing = len(study.trials)
     if workers == 1:
         work(job, 0)
-    else:
-        run_in_processes(work, [(job, w) for w in range(workers)])
+        return load(job, worker=0)
+    killed = run_in_processes(work, [(job, w) for w in range(workers)], on_death=on_death_retry(study))
+    done = len(study.get_trials(deepcopy=False, states=COUNTED))
+    if killed and done < job.n_trials:
+        raise WorkersLost(f"study {job.study_name}: every worker ended, {len(killed)} of them killed, with {done} of "
+                          f"{job.n_trials} trials done; run the same command again to resume it")
     return load(job, worker=0)
 
 

@@ -14,15 +14,23 @@ last workers wait for a killed worker's trial to go stale, so that trial would b
   `fail_stale`, so a dead worker's trial is failed and re-queued, and this worker runs the retry) instead of
   starting a trial beyond the budget;
 - `guard`: a trial that finds, once Optuna has created it, that trials before it already hold the whole budget
-  (two workers asked at the same instant) or its grid point, is not run: it ends FAIL at once, tagged
+  (two workers asked at the same instant) or its grid or Sobol point, is not run: it ends FAIL at once, tagged
   `tempbench.surplus`, and counts nowhere. Optuna's `ask` cannot refuse to create a trial, so this is the one place
-  a race can be settled.
+  a race can be settled. It also tags a trial that fails by itself (`tempbench.failed`: an error, a NaN), so that
+  one is told apart from a trial whose worker was killed, whose design point is still to be evaluated.
+
+Local workers (`run_in_processes`) are reaped as they end, in any order: a worker killed by a signal is reported in
+one line, its trial is failed and queued for another worker at once (`on_death`), and the others finish the budget.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,18 +40,38 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from .storage import WORKER_ATTR, fail_stale, worker_id
+from .samplers import POINT_ATTR, held_point
+from .storage import (
+    FAILED_ATTR,
+    INTERRUPTED,
+    MAX_RETRY,
+    SURPLUS_ATTR,
+    WORKER_ATTR,
+    awaiting_retry,
+    died,
+    fail_stale,
+    fail_trials_of,
+    retries_left,
+    worker_id,
+)
 
 log = logging.getLogger("tempbench.sensitivity")
 
-SURPLUS_ATTR = "tempbench.surplus"
+__all__ = ["SURPLUS_ATTR", "Budget", "ProgressLine", "SurplusTrial", "WorkersLost", "on_death_retry",
+           "run_in_processes"]  # SURPLUS_ATTR: kept here too, where the report has always imported it from
+
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # what the budget counts: a pruned trial still has a value
 HELD = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)  # counted or about to be
 POLL_S = 1.0  # how often a waiting worker looks at the study again
 
 
 class SurplusTrial(Exception):
-    """A trial created beyond the budget (or on a grid point another trial holds): not run, not counted."""
+    """A trial created beyond the budget (or on a grid or design point another trial holds): not run, not
+    counted."""
+
+
+class WorkersLost(RuntimeError):
+    """Every local worker ended, some killed, before the budget was met: the study is kept, to be resumed."""
 
 
 class Budget:
@@ -73,11 +101,14 @@ class Budget:
         told = False
         while True:
             fail_stale(study)
-            trials = study.get_trials(deepcopy=False, states=HELD)
+            everything = study.get_trials(deepcopy=False)
+            trials = [t for t in everything if t.state in HELD]
             counted = sum(t.state in COUNTED for t in trials)
             if counted >= self.n_trials:
                 return False
-            if len(trials) < self.n_trials or any(t.state == TrialState.WAITING for t in trials):
+            if any(t.state == TrialState.WAITING for t in trials):
+                return True
+            if len(trials) < self.n_trials and not awaiting_retry(everything):  # else its retry comes in a moment
                 return True
             if not told:
                 running = [t.number for t in trials if t.state == TrialState.RUNNING]
@@ -95,7 +126,7 @@ class Budget:
             if reason:
                 trial.set_user_attr(SURPLUS_ATTR, True)
                 raise SurplusTrial(f"trial {trial.number} not run: {reason}")
-            return objective(trial)
+            return _tag_failure(objective, trial)
 
         return guarded
 
@@ -110,7 +141,30 @@ class Budget:
         grid_id = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("grid_id")
         if grid_id is not None and any(t.system_attrs.get("grid_id") == grid_id for t in earlier):
             return f"grid point {grid_id} is taken by an earlier trial"
+        # a retry's Sobol point (a new trial draws its point later, from the points earlier trials leave free)
+        point = trial.user_attrs.get(POINT_ATTR)
+        if point is not None and any(held_point(t) == point for t in trial.study.get_trials(deepcopy=False)
+                                     if t.number < trial.number):
+            return f"design point {point} is taken by an earlier trial"
         return ""
+
+
+def _tag_failure(objective: Callable[[Any], Any], trial: Any) -> Any:
+    """`objective(trial)`, with the reason recorded (FAILED_ATTR) when it fails by itself: an error, a value that
+    is not finite (Optuna fails the trial), or Ctrl-C."""
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        raise
+    except KeyboardInterrupt:
+        trial.set_user_attr(FAILED_ATTR, INTERRUPTED)
+        raise
+    except Exception as exc:
+        trial.set_user_attr(FAILED_ATTR, f"{type(exc).__name__}: {exc}"[:300])
+        raise
+    if isinstance(value, (int, float)) and not math.isfinite(value):
+        trial.set_user_attr(FAILED_ATTR, f"objective {value}")
+    return value
 
 
 class ProgressLine:
@@ -152,24 +206,81 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def run_in_processes(target: Callable[..., Any], jobs: Sequence[tuple]) -> None:
-    """Run `target(*job)` for each job in its own spawned process and wait for all; a worker that fails (exit code
-    != 0) is an error once all have ended. Ctrl-C reaches the workers too (one process group): each fails its
-    running trial and exits, and the interrupt is re-raised here."""
+def run_in_processes(target: Callable[..., Any], jobs: Sequence[tuple],
+                     on_death: Callable[[int], str] | None = None) -> list[int]:
+    """Run `target(*job)` for each job in its own spawned process and wait for all; return the workers (0-based)
+    that were killed by a signal. Each ended worker is reaped at once, in whatever order they end: an unreaped
+    zombie would pass for alive in the others' liveness check. A killed worker is reported in one line with what
+    `on_death(pid)` did about its work (e.g. retried its trial); without `on_death` it is an error once all have
+    ended, like a worker that failed (exit code > 0). Ctrl-C reaches the workers too (one process group): each
+    fails its running trial and exits, and the interrupt is re-raised here."""
     context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and locks into the child
     processes = [context.Process(target=_quiet_on_interrupt, args=(target, job), daemon=False) for job in jobs]
     for process in processes:
         process.start()
     try:
-        for process in processes:
-            process.join()
+        killed, failed = _reap(processes, on_death)
     except KeyboardInterrupt:
         for process in processes:
             process.join(timeout=30)
         raise
-    failed = [(i, p.exitcode) for i, p in enumerate(processes) if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"worker processes failed (worker, exit code): {failed}; their errors are above")
+    return killed
+
+
+def _reap(processes: list[Any], on_death: Callable[[int], str] | None) -> tuple[list[int], list[tuple[int, int]]]:
+    """Wait for every process, each handled the moment it ends; (killed workers, [(failed worker, exit code)])."""
+    waiting = {process.sentinel: index for index, process in enumerate(processes)}
+    killed, failed = [], []
+    while waiting:
+        for sentinel in multiprocessing.connection.wait(list(waiting)):
+            index = waiting.pop(sentinel)
+            process = processes[index]
+            process.join()  # reaps it
+            code = process.exitcode
+            if code == 0:
+                continue
+            if code < 0 and on_death is not None:
+                print(f"worker {index + 1} (pid {process.pid}) was killed ({_signal_name(-code)}); "
+                      f"{_handle_death(on_death, process.pid)}", file=sys.stderr, flush=True)
+                killed.append(index)
+            else:
+                failed.append((index, code))
+    return killed, failed
+
+
+def _handle_death(on_death: Callable[[int], str], pid: int) -> str:
+    """What `on_death(pid)` did; if it failed (say the storage did not answer), the others' own look at the study
+    still fails and retries the dead worker's trial, and the workers left must not be abandoned for it."""
+    try:
+        return on_death(pid)
+    except Exception as exc:
+        return f"its trial is left to the other workers to retry ({type(exc).__name__}: {exc})"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def on_death_retry(study: Any) -> Callable[[int], str]:
+    """An `on_death` for `run_in_processes`: fail the dead worker's RUNNING trial of `study` and queue its retry (at
+    once, not when another worker next looks), and say so: "its trial 3 of STUDY is retried"."""
+
+    def on_death(pid: int) -> str:
+        fail_trials_of(study, pid)
+        owner = f"{socket.gethostname()}:{pid}"
+        lost = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(WORKER_ATTR) == owner and died(t)]
+        if not lost:
+            return f"it was running no trial of {study.study_name}"
+        return "; ".join(f"its trial {t.number} of {study.study_name} is " +
+                         ("retried" if retries_left(t) else f"not retried again ({MAX_RETRY} retries used)")
+                         for t in lost)
+
+    return on_death
 
 
 def _quiet_on_interrupt(target: Callable[..., Any], job: tuple) -> None:
