@@ -60,6 +60,8 @@ class RunConfig:
     norm: str = "batch"  # batch | group (batch-independent) | sync_batch (BatchNorm synchronised across processes)
     projector_hidden: int = 256
     projector_out: int = 128
+    projector_layers: int = 2  # linear layers of each projection head (1: a linear head)
+    feature_dropout: float = 0.0  # image_text: dropout on the frozen inputs of the heads (locked features, MiniLM)
     epochs: int = 20
     batch_size: int = 256  # the global batch
     optimizer: str = "sgd"  # sgd | lars | adamw
@@ -86,7 +88,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("epochs", "batch_size", "projector_hidden", "projector_out", "log_every"):
+        for name in ("epochs", "batch_size", "projector_hidden", "projector_out", "projector_layers", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("monitor_every", "checkpoint_every", "subset_seed", "seed", "threads"):
@@ -94,6 +96,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("lr must be > 0, weight_decay >= 0 and warmup_epochs >= 0")
+        if not 0.0 <= self.feature_dropout < 1.0:
+            raise ValueError(f"feature_dropout must be in [0, 1), got {self.feature_dropout!r}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
         if not 0.0 < self.long_tail <= 1.0:
@@ -141,7 +145,7 @@ RESOLVED_OBJECTS = ("card", "strategy_class", "strategy_config")
 # Settings added after results existed -> the default those results ran with. `to_dict` records one only when it
 # differs from that default, so the hash, the row's config and the checkpoints of every earlier configuration stay
 # what they were (earlier rows keep their cells, earlier sweeps and checkpoints resume).
-RECORDED_WHEN_SET: dict[str, Any] = {"state_index": "pair"}
+RECORDED_WHEN_SET: dict[str, Any] = {"state_index": "pair", "projector_layers": 2, "feature_dropout": 0.0}
 # Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels, and the
 # pairing, card and strategy class are resolved from the dataset and strategy names.
 NOT_SETTINGS = ("strategy", "hyperparameters", "pairing", *RESOLVED_OBJECTS)

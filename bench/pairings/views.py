@@ -76,6 +76,9 @@ class ViewsPairing(Pairing):
         if config.state_index != "pair":
             raise ValueError("state_index='image_caption' is an image_text setting; views runs keep one state entry "
                              "per image")
+        if config.feature_dropout:
+            raise ValueError("feature_dropout is an image_text setting (dropout on frozen features); views runs "
+                             "augment their images instead")
 
     def load(self, config: RunConfig) -> ImageDataset:
         """The labelled dataset with the config's long-tail cut (imbalance factor, profile, n_max, subset seed)."""
@@ -92,7 +95,8 @@ class ViewsPairing(Pairing):
         """One tower: the config's encoder (backbone + projector to `out_dim`) on `device`."""
         norm = "batch" if config.norm == "sync_batch" else config.norm  # converted to SyncBatchNorm when wrapped
         return create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
-                              projector_hidden=config.projector_hidden, projector_out=out_dim, norm=norm).to(device)
+                              projector_hidden=config.projector_hidden, projector_out=out_dim,
+                              projector_layers=config.projector_layers, norm=norm).to(device)
 
     def epoch_order(self, train: TrainData, seed: int, epoch: int) -> Tensor:
         """A seeded permutation of the training images: every image once an epoch (drop_last drops the rest)."""

@@ -118,12 +118,16 @@ class ImageTextPairing(Pairing):
         dataset and image size, see `locked`) under a trainable head as wide as the text tower's."""
         if train.locked:
             features = locked_image_features(config.encoder, data.images, device=device, progress=config.progress)
-            image = LockedImageTower(features, out_dim, hidden=config.projector_hidden, name=config.encoder)
+            image = LockedImageTower(features, out_dim, hidden=config.projector_hidden,
+                                     layers=config.projector_layers, name=config.encoder,
+                                     dropout=config.feature_dropout)
         else:
             norm = "batch" if config.norm == "sync_batch" else config.norm  # SyncBatchNorm is applied when wrapped
             image = create_encoder(config.encoder, in_channels=data.channels, image_size=data.image_size,
-                                   projector_hidden=config.projector_hidden, projector_out=out_dim, norm=norm)
+                                   projector_hidden=config.projector_hidden, projector_out=out_dim,
+                                   projector_layers=config.projector_layers, norm=norm)
         text = create_text_tower(config.text_tower, data.captions, out_dim, hidden=config.projector_hidden,
+                                 layers=config.projector_layers, dropout=config.feature_dropout,
                                  device=str(device), progress=config.progress).to(device)
         return ImageTextModel(image.to(device), text)
 

@@ -33,6 +33,8 @@ from tempbench.datasets import cache_dir
 from tempbench.encoders import Projector
 from tempbench.util import MissingExtra, write_atomic
 
+from .towers import feature_dropout
+
 FEATURE_CACHE_VERSION = 1  # bump when the extraction changes, so old caches are ignored
 EXTRACT_BATCH = 256  # images per forward pass of the frozen network (inference only: memory is small)
 
@@ -128,16 +130,17 @@ class LockedImageTower(nn.Module):
     BatchNorm and ReLU between them), so both sides of the joint space have the same capacity."""
 
     def __init__(self, features: Tensor, out_dim: int, *, hidden: int = 512, layers: int = 2,
-                 name: str = "efficientnet_lite0") -> None:
+                 name: str = "efficientnet_lite0", dropout: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("features", features.float(), persistent=False)
         self.feature_dim = int(features.shape[1])
         self.projector = Projector(self.feature_dim, hidden, out_dim, layers)
-        self.name, self.out_dim = name, out_dim
+        self.name, self.out_dim, self.dropout = name, out_dim, dropout
 
     def forward(self, rows: Tensor) -> Tensor:
-        """(B,) int64 image rows -> (B, out_dim) projections of their cached features."""
-        return self.projector(self.features[rows])
+        """(B,) int64 image rows -> (B, out_dim) projections of their cached features (dropped out at rate
+        `dropout` in training mode: the cached features see no augmentation otherwise)."""
+        return self.projector(feature_dropout(self.features[rows], self.dropout, self.training))
 
     def extra_repr(self) -> str:
         return f"{self.name}: {tuple(self.features.shape)} cached features"

@@ -101,3 +101,36 @@ def test_locked_towers_and_pair_epochs_are_image_text_settings():
     with pytest.raises(ValueError, match="encoder must be one of efficientnet_lite0"):
         resolve_run_config("fixed", "flickr8k", settings={"towers": "locked", "encoder": "small_cnn",
                                                           "text_tower": "random"})
+
+
+def test_head_depth_and_feature_dropout_leave_earlier_hashes_alone_and_act_in_training_only(caption_folder):
+    """`projector_layers` and `feature_dropout` are recorded only when set: a config at their defaults keeps the
+    hash (leaderboard cell, checkpoints) it had before they existed."""
+    base = {"text_tower": "random", "projector_hidden": 16, "projector_out": 8, "batch_size": 8, "device": "cpu"}
+    default = resolve_run_config("fixed", caption_folder, settings=base)
+    spelled = resolve_run_config("fixed", caption_folder,
+                                 settings={**base, "projector_layers": 2, "feature_dropout": 0.0})
+    assert default.hash() == spelled.hash() and "feature_dropout" not in default.to_dict()
+    linear = resolve_run_config("fixed", caption_folder, settings={**base, "projector_layers": 1})
+    dropped = resolve_run_config("fixed", caption_folder, settings={**base, "feature_dropout": 0.5})
+    assert len({default.hash(), linear.hash(), dropped.hash()}) == 3
+    text = build_setup(linear).model.text
+    assert [type(m).__name__ for m in text.projector.net] == ["Linear"]  # one linear layer: a linear head
+    model = build_setup(dropped).model.text
+    idx = torch.arange(6)
+    model.eval()
+    assert torch.equal(model(idx), model(idx))  # evaluation sees the features whole
+    model.train()
+    torch.manual_seed(0)
+    first = model.features(idx)
+    from tempbench.pairings.image_text.towers import feature_dropout
+    dropped_out = feature_dropout(first, 0.5, training=True)
+    assert 0.3 < (dropped_out == 0).float().mean() < 0.7  # about half the inputs dropped, the rest scaled by 2
+    torch.testing.assert_close(dropped_out[dropped_out != 0], 2 * first[dropped_out != 0])
+    state = torch.random.get_rng_state()
+    assert feature_dropout(first, 0.0, training=True) is first  # p = 0: the identity, no random numbers drawn
+    assert torch.equal(torch.random.get_rng_state(), state)
+    with pytest.raises(ValueError, match="feature_dropout is an image_text setting"):
+        resolve_run_config("fixed", "digits", settings={"feature_dropout": 0.1})
+    with pytest.raises(ValueError, match="feature_dropout must be in"):
+        resolve_run_config("fixed", caption_folder, settings={**base, "feature_dropout": 1.0})
