@@ -9,9 +9,10 @@
 
 A run started with a `key` is reused when a run with that key exists (a rerun or resumed sweep adds no second
 parent). Names: per-epoch curves are `train/...` at step = epoch (1-based), final metrics `test/...` and `val/...`
-(tempbench.eval's metric names), other numbers of the result row `run/...`, so nothing collides. The namespaced tags
-a researcher filters on are copied to plain ones (`tempbench.dataset` -> `dataset`: `tags.dataset = "digits-lt"`
-needs no backticks).
+(tempbench.eval's metric names), other numbers of the result row under their row names (`final_loss`), so nothing
+collides and MLflow's charts, which put unprefixed keys last, open on `test`. The namespaced tags a researcher
+filters on are copied to plain ones (`tempbench.dataset` -> `dataset`: `tags.dataset = "digits-lt"` needs no
+backticks).
 
 Interrupted runs: a run ended while Ctrl-C propagates is KILLED with the tag `interrupted=true`, and when a run
 finishes, the earlier attempts of the same run (same `tempbench.run_id`) are closed: one left RUNNING by a killed

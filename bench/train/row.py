@@ -15,7 +15,7 @@ from tempbench.config import EXECUTION_SETTINGS, RunConfig
 from tempbench.eval import list_metrics
 from tempbench.provenance import device_name, git_commit, package_versions
 from tempbench.tracking import Tracker
-from tempbench.util import FewVisitsWarning, slug
+from tempbench.util import ArtifactWarning, FewVisitsWarning, slug
 
 
 def run_id(config: RunConfig) -> str:
@@ -67,8 +67,9 @@ def visit_fields(setup: Any) -> dict[str, float]:
 
 # ---- tracking -------------------------------------------------------------------------------------------------------
 def run_name(config: RunConfig) -> str:
-    """What the MLflow UI lists: strategy, dataset and seed (the run id, with its hash, is a tag)."""
-    return f"{config.strategy} · {config.dataset} · seed {config.seed}"
+    """What the MLflow UI lists, short enough that its column never cuts the seed: `isogclr · digits-lt · s3`
+    (the run id, with its hash, is a tag)."""
+    return f"{config.strategy} · {config.dataset} · s{config.seed}"
 
 
 def run_tags(config: RunConfig, name: str) -> dict[str, str]:
@@ -89,8 +90,10 @@ def tracked_params(setup: Any) -> dict[str, Any]:
 
 def final_metrics(row: dict[str, Any]) -> dict[str, float]:
     """The row's numbers under names that cannot collide with the per-epoch `train/...` curves: registered
-    metrics as `test/NAME` or `val/NAME`, every other finite outcome as `run/NAME`. Settings (batch size, seed,
-    image size, ...) are params, not metrics: they would fill the UI's charts with one bar each."""
+    metrics as `test/NAME` or `val/NAME`, every other finite outcome under its row name (`final_loss`,
+    `time_train_s`). MLflow's charts group keys by prefix, sections in alphabetical order and unprefixed keys last,
+    so a run opens on `test`, then `train`, `val` and these diagnostics. Settings (batch size, seed, image size,
+    ...) are params, not metrics: they would fill the UI's charts with one bar each."""
     split_of = {m.name: m.split for m in list_metrics()}
     settings = set(RunConfig.__dataclass_fields__) | {"num_train", "num_val", "image_size"}
     out = {}
@@ -102,7 +105,7 @@ def final_metrics(row: dict[str, Any]) -> dict[str, float]:
         if key in split_of:
             out[f"{split_of[key]}/{key.removeprefix('val_')}"] = float(value)
         else:
-            out[f"run/{key}"] = float(value)
+            out[key] = float(value)
     return out
 
 
@@ -110,14 +113,19 @@ def write_artifacts(tracker: Tracker, handle: Any, setup: Any, report: Any, out_
     """Track the resolved config (`config.json`) and, for per-sample-τ strategies, the pairing's τ report (tables
     and figure, kept in out_dir/tau/<run>). Without an out_dir (e.g. study trials) the files pass through a temporary
     folder: the tracking store keeps its own copy. A file that cannot be written is a warning naming it."""
-    with tempfile.TemporaryDirectory(prefix="tempbench-artifacts-") as tmp:
-        config_path = Path(tmp) / "config.json"
-        config_path.write_text(json.dumps(tracked_params(setup), indent=2, sort_keys=True, default=str))
-        tracker.log_artifact(handle, config_path)
-        if report is None:
-            return
-        folder = out_dir / "tau" / name if out_dir is not None else Path(tmp) / "tau"
-        folder.mkdir(parents=True, exist_ok=True)
-        title = f"{setup.config.strategy} on {setup.data.name}, seed {setup.config.seed}"
-        for path in report.write(folder, title=title):
-            tracker.log_artifact(handle, path, artifact_dir="tau")
+    try:  # a full or read-only disk after training costs these files, never the run's row
+        with tempfile.TemporaryDirectory(prefix="tempbench-artifacts-") as tmp:
+            config_path = Path(tmp) / "config.json"
+            config_path.write_text(json.dumps(tracked_params(setup), indent=2, sort_keys=True, default=str))
+            tracker.log_artifact(handle, config_path)
+            if report is None:
+                return
+            folder = out_dir / "tau" / name if out_dir is not None else Path(tmp) / "tau"
+            folder.mkdir(parents=True, exist_ok=True)
+            title = f"{setup.config.strategy} on {setup.data.name}, seed {setup.config.seed}"
+            for path in report.write(folder, title=title):
+                tracker.log_artifact(handle, path, artifact_dir="tau")
+    except OSError as exc:
+        warnings.warn(f"the artifacts of run {name} (config.json, the τ report) could not be written: "
+                      f"{exc.strerror or exc} ({exc.filename or 'a temporary folder'}); the row is kept",
+                      ArtifactWarning, stacklevel=2)

@@ -205,3 +205,17 @@ def test_a_corrupt_history_cell_is_one_warning_naming_the_run(tmp_path: Path) ->
         f"run bad: its history cell ({path}, line 3) is not valid JSON (Expecting ',' delimiter: line 1 column 12 "
         f"(char 11)); its per-epoch curves are left out"]
     assert rows["run_id"].tolist() == ["good", "bad"]
+
+
+def test_tau_artifacts_that_cannot_be_written_are_a_warning_and_the_row_is_kept(tmp_path, quick_probe):
+    """A per-sample-τ run writes its τ report under out/tau/RUN after training: a disk that refuses it (here `tau`
+    is a file, so the folder cannot be made) costs the report, not the row."""
+    from tempbench.train import train
+
+    (tmp_path / "tau").write_text("not a folder")
+    config = resolve_run_config("isogclr", "digits", settings={"epochs": 1, "batch_size": 128, "device": "cpu",
+                                                               "projector_hidden": 16, "projector_out": 8,
+                                                               "progress": False, "threads": 1})
+    with pytest.warns(ArtifactWarning, match="could not be written"):
+        row = train(config, out_dir=tmp_path)
+    assert row["run_id"] == run_id(config) and row["knn200_top1"] == row["knn200_top1"]
