@@ -38,7 +38,7 @@ from tempbench.study.storage import redact
 from tempbench.study.trial import LogUniformSpace, RunnerTrialFn, process_tracker
 from tempbench.study.workers import WorkersLost
 from tempbench.tracking import Tracker, open_run, ui_command
-from tempbench.util import slug
+from tempbench.util import check_output_folder, slug
 
 from .parser import DEFAULT_TRIALS
 from .run import parse_run_settings
@@ -114,6 +114,7 @@ def main(args: argparse.Namespace) -> int:
 def run_studies(args: argparse.Namespace) -> int:
     """Run or resume the study of every strategy (and its repeats), write the report, print where it is."""
     plan, out = check_args(args), output_dir(args)
+    check_output_folder(out)  # before any training: the report, the storage and the MLflow store live there
     names, grids = plan.names, grid_values_for(args, plan)
     if args.storage:  # a bad URL fails here, before any file is written or any training
         open_storage(resolve_storage(args.storage, out, args.workers), args.heartbeat)

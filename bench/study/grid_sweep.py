@@ -33,10 +33,11 @@ from tempbench.eval import summary_line
 from tempbench.leaderboard import keep_row, read_rows
 from tempbench.tracking import NestedTracker, RunHandle, Tracker
 from tempbench.train import run_id, train
+from tempbench.util import RowNotKept
 
 from .storage import DEFAULT_HEARTBEAT, open_storage, quiet_experimental, worker_id
 from .trial import process_tracker
-from .workers import HELD, SURPLUS_ATTR, Budget, SurplusTrial, run_in_processes
+from .workers import HELD, SURPLUS_ATTR, Budget, SurplusTrial, WorkersLost, on_death_retry, run_in_processes
 
 ROW_ATTR = "tempbench.row"  # trial user attr: the run's result row
 RUN_ATTR = "tempbench.run_id"  # trial user attr, set before training: a failed trial still says what it ran
@@ -97,12 +98,18 @@ def run_grid_sweep(job: SweepJob, devices: list[str | None], tracker: Tracker | 
     through `tracker` when given) until every grid point is COMPLETE; return the study."""
     if math.prod(len(v) for v in job.grid.values()) != len(job.configs) or len(set(job.points)) != len(job.configs):
         raise ValueError("a sweep needs every (strategy with its hyperparameters, dataset, seed) combination once")
-    requeue_failed(open_sweep(job))
+    study = open_sweep(job)
+    requeue_failed(study)
     if len(devices) == 1:
         sweep_worker(job, devices[0], tracker)
-    else:
-        run_in_processes(sweep_worker, [(job, device) for device in devices])
-    return optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage, job.heartbeat))
+    else:  # a killed worker's run is failed and queued again at once, for a surviving worker to train
+        run_in_processes(sweep_worker, [(job, device) for device in devices], on_death=on_death_retry(study))
+    study = optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage, job.heartbeat))
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if done < len(job.configs) and len(devices) > 1 and not job.storage.startswith(("postgresql", "mysql")):
+        raise WorkersLost(f"the workers ended with {done} of {len(job.configs)} runs finished (some were killed); "
+                          "the sweep is kept: run the same command again to train the rest")
+    return study
 
 
 def open_sweep(job: SweepJob) -> Any:
@@ -176,7 +183,11 @@ def _objective(job: SweepJob, device: str | None, tracker: Tracker | None) -> An
                     tracker_parent=RunHandle("sweep", job.parent_run_id))
         # user attrs must be JSON: the round trip turns paths, NumPy scalars etc. into strings and numbers once, here
         trial.set_user_attr(ROW_ATTR, json.loads(json.dumps(row, default=str)))
-        keep_row(Path(job.out) / "runs.csv", row)  # this machine's rows too, as without --storage
+        try:
+            keep_row(Path(job.out) / "runs.csv", row)  # this machine's rows too, as without --storage
+        except RowNotKept as exc:  # no file takes it: stdout does, and the trial (the leaderboard's source) keeps it
+            print(json.dumps(exc.row, default=str), flush=True)
+            print(f"tempbench run: warning: {exc}", file=sys.stderr, flush=True)
         if job.progress:
             print(f"{job.study_name} trial {trial.number} {run_id(config)} on {config.device}: {summary_line(row)}",
                   file=sys.stderr, flush=True)

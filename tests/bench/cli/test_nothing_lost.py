@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
+import tempbench.cli.run
 import tempbench.cli.train
 import tempbench.leaderboard.rows as rows_module
 import tempbench.study.grid_sweep
@@ -95,16 +96,25 @@ def test_a_full_disk_during_a_suite_keeps_earlier_rows_and_prints_the_lost_one(t
     suite.write_text(SUITE)
     out = tmp_path / "out"
     # one worker, in this process (--devices cpu), so the stub and the full disk apply to it
+    monkeypatch.setattr(tempbench.cli.run, "build_leaderboard", lambda rows, *a, **k: leaderboard_of(rows))
     assert main(["run", "--suite", str(suite), "--out", str(out), "--devices", "cpu", "--no-tracking",
-                 "--no-figures"]) == 2
+                 "--no-figures", "--json"]) == 0  # the suite goes on: its other runs, its leaderboard
     printed, err = capsys.readouterr()
     kept = pd.read_csv(out / "runs.csv")
-    lost = json.loads(printed)
+    first, rest = printed.split("\n", 1)  # the lost row on one line, then the command's --json result
+    lost, result = json.loads(first), json.loads(rest)
     assert sorted([*kept["strategy"], lost["strategy"]]) == ["fixed", "sogclr"] and len(kept) == 1
-    errors = [line for line in err.splitlines() if "error" in line]
-    assert len(errors) == 1 and err.splitlines()[-1] == errors[0] and "Traceback" not in err, err
-    assert errors[0].startswith(f"tempbench run: error: could not write the row of run {lost['run_id']} to ")
+    assert [cell["strategy"] for cell in result["leaderboard"]] == ["fixed", "sogclr"]  # the lost row is in it
+    warnings_ = [line for line in err.splitlines() if "could not write" in line]
+    assert len(warnings_) == 1 and "Traceback" not in err, err
+    assert warnings_[0].startswith(f"tempbench run: warning: could not write the row of run {lost['run_id']} to ")
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def leaderboard_of(rows: pd.DataFrame) -> types.SimpleNamespace:
+    """A stand-in for build_leaderboard on the stub's rows: one cell per strategy."""
+    summary = pd.DataFrame({"strategy": sorted(rows["strategy"])})
+    return types.SimpleNamespace(summary=summary, files=[], terminal="")
 
 
 def tiny_setup() -> types.SimpleNamespace:
