@@ -82,15 +82,31 @@ def one_line_warning(name: str, fallback: Any) -> Any:
     """A `warnings.formatwarning` that formats tempbench's own warnings (few visits, a file not written, a figure
     skipped: things a user reads and acts on) as one line, `tempbench CMD: warning: ...`, without the source line
     Python would add; other libraries' warnings go to `fallback` unchanged. A formatter, not a `showwarning`: code
-    that records warnings (`warnings.catch_warnings(record=True)`, pytest) still records them."""
+    that records warnings (`warnings.catch_warnings(record=True)`, pytest) still records them. Picklable, so spawned
+    workers (suites, studies) format their warnings the same way."""
+    return OneLineWarning(name, fallback)
 
-    def format_warning(message: Any, category: type[Warning], filename: str, lineno: int,
-                       line: str | None = None) -> str:
+
+class OneLineWarning:
+    """See `one_line_warning`."""
+
+    def __init__(self, name: str, fallback: Any) -> None:
+        self.name, self.fallback = name, fallback
+
+    def __call__(self, message: Any, category: type[Warning], filename: str, lineno: int,
+                 line: str | None = None) -> str:
         if category.__module__.split(".")[0] != "tempbench":
-            return fallback(message, category, filename, lineno, line)
-        return f"{name}: warning: {message}\n"
+            return self.fallback(message, category, filename, lineno, line)
+        return f"{self.name}: warning: {message}\n"
 
-    return format_warning
+    def __reduce__(self) -> tuple:
+        # unpickled in a spawned worker, before it installs the formatter: the worker's own default is the fallback
+        return one_line_warning_here, (self.name,)
+
+
+def one_line_warning_here(name: str) -> OneLineWarning:
+    """`one_line_warning` over this process's current `warnings.formatwarning`."""
+    return OneLineWarning(name, warnings.formatwarning)
 
 
 def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -215,7 +216,9 @@ def run_in_processes(target: Callable[..., Any], jobs: Sequence[tuple],
     ended, like a worker that failed (exit code > 0). Ctrl-C reaches the workers too (one process group): each
     fails its running trial and exits, and the interrupt is re-raised here."""
     context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and locks into the child
-    processes = [context.Process(target=_quiet_on_interrupt, args=(target, job), daemon=False) for job in jobs]
+    # the parent's warning format travels with the job (spawned workers start from Python's two-line default)
+    processes = [context.Process(target=_quiet_on_interrupt, args=(target, job, warnings.formatwarning),
+                                 daemon=False) for job in jobs]
     for process in processes:
         process.start()
     try:
@@ -283,9 +286,11 @@ def on_death_retry(study: Any) -> Callable[[int], str]:
     return on_death
 
 
-def _quiet_on_interrupt(target: Callable[..., Any], job: tuple) -> None:
-    """A worker's body: Ctrl-C ends it with exit code 130 without a second traceback (Optuna has already failed
-    its running trial)."""
+def _quiet_on_interrupt(target: Callable[..., Any], job: tuple,
+                        formatwarning: Callable[..., str] = warnings.formatwarning) -> None:
+    """A worker's body: warnings in the parent's format (the CLI's one line each); Ctrl-C ends it with exit code 130
+    without a second traceback (Optuna has already failed its running trial)."""
+    warnings.formatwarning = formatwarning
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         target(*job)
