@@ -76,7 +76,8 @@ class RunConfig:
     log_every: int = 10  # steps between host syncs (progress, NaN check)
     eval_backend: str = "auto"  # kNN backend: auto | faiss | torch (identical results)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # CPU threads; 0 = auto: 1 or all cores, whichever steps faster on this machine right now
+    threads: int = 0  # CPU threads; 0 = auto: 1 per run of a suite (its runs in parallel processes), for `train` and
+    # study trials 1 or all cores, whichever steps faster on this machine right now
     precision: str = "auto"  # encoder: auto (bf16 autocast + channels_last on CUDA, float32 on CPU) | bf16 | fp32
     progress: bool = True  # progress bars
     compile: bool = False  # torch.compile the encoder (nn.Module.compile, in place); same model, another kernel path

@@ -129,7 +129,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     add_set(p, "override a run setting of every run (epochs, lr, ...); repeatable")
     add_out(p, None, "runs.csv, leaderboard, figures, MLflow store (unset: runs/SUITE)")
     p.set_defaults(appends_rows=True)
-    p.add_argument("--rerun", action="store_true", help="train again the runs already in runs.csv")
+    p.add_argument("--rerun", action="store_true", help="train every run again: a new sweep (STUDY-rerunK) that later "
+                   "`tempbench run` on DIR join")
     p.add_argument("--checkpoints", action="store_true", help="keep each run's last checkpoint (DIR/checkpoints)")
     add_figures(p)
     p.add_argument("--storage", default=None, metavar="URL", help="run the suite as a grid study on this Optuna "
@@ -137,7 +138,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                    "sweep and trains no run twice")
     p.add_argument("--study", default=None, help="the sweep's study name (unset: suite-SUITE)")
     p.add_argument("--devices", default=None, metavar="LIST", help="one training per device at a time, in worker "
-                   "processes: 0,1,2,3 (CUDA devices) or cpu,cpu (unset: one process, the run settings' device)")
+                   "processes: 0,1,2,3 (CUDA devices) or cpu,cpu (unset: a CPU suite gets one 1-thread worker "
+                   "process per core, any other suite one worker on the run settings' device; cpu: one worker, "
+                   "in this process)")
     p.add_argument("--heartbeat", type=int, default=60, metavar="S", help="with --storage: seconds between a "
                    "run's heartbeats; a run silent for 2 × S is failed and trained again by another worker")
     add_json(p)
