@@ -4,6 +4,18 @@
 # split only. The 2-epoch run of the whole schedule reaches val r_mean 32.2; the suite's 40-epoch setting ends at
 # 28.4. Two runs at a time, one thread each. Prints each setting's val curve and final val r_mean.
 set -euo pipefail
+show() {  # each row's setting, its final val r_mean and its val curve
+python - "$1" <<'PY'
+import csv, json, sys
+csv.field_size_limit(2**31 - 1)
+for row in csv.DictReader(open(sys.argv[1])):
+    cfg, hist = json.loads(row["config"]), json.loads(row["history"])
+    curve = " ".join(f"{e['r_mean_monitor']:.1f}" for e in hist if "r_mean_monitor" in e)
+    print(f"layers {cfg.get('projector_layers', 2)}  hidden {cfg['projector_hidden']:>4}  dropout "
+          f"{cfg.get('feature_dropout', 0.0):>4}  wd {cfg['weight_decay']:>4}  epochs {cfg['epochs']}  val r_mean "
+          f"{float(row['val_r_mean']):.2f}  curve: {curve}")
+PY
+}
 out="${1:-results/flickr8k-locked/schedule}"  # part 1 (rows in schedule/runs.csv)
 base=(--strategy fixed --dataset flickr8k-128 --seed 0 --epochs 40 --no-tracking --out "$out"
       --set towers=locked --set encoder=efficientnet_lite0 --set epoch_by=pairs --set batch_size=512
@@ -12,15 +24,7 @@ base=(--strategy fixed --dataset flickr8k-128 --seed 0 --epochs 40 --no-tracking
 run() { tempbench train "${base[@]}" --set projector_hidden="$1" --set weight_decay="$2" > /dev/null 2>&1; }
 run 512 5.0 & run 128 0.5 & wait
 run 512 20.0 & run 128 5.0 & wait
-python - "$out/runs.csv" <<'PY'
-import csv, json, sys
-csv.field_size_limit(2**31 - 1)
-for row in csv.DictReader(open(sys.argv[1])):
-    cfg, hist = json.loads(row["config"]), json.loads(row["history"])
-    curve = " ".join(f"{e['r_mean_monitor']:.1f}" for e in hist if "r_mean_monitor" in e)
-    print(f"hidden {cfg['projector_hidden']:>4}  wd {cfg['weight_decay']:>5}  val r_mean {float(row['val_r_mean']):.2f}"
-          f"  final loss {float(row['final_loss']):.3f}  curve (every 4 epochs): {curve}")
-PY
+show "$out/runs.csv"
 
 # Part 2 (the schedule the suite uses; rows in schedule/dropout-runs.csv, run with out=/tmp/sched2): linear heads,
 # then dropout on the frozen features, then a narrower head at the 34-36 epochs the visits need.
@@ -38,13 +42,4 @@ t --epochs 40 --set monitor_every=4 --set projector_hidden=512 --set weight_deca
 t --epochs 40 --set monitor_every=4 --set projector_hidden=512 --set weight_decay=0.5 --set feature_dropout=0.85 & wait
 t --epochs 34 --set monitor_every=2 --set projector_hidden=256 --set weight_decay=0.5 --set feature_dropout=0.7 &
 t --epochs 34 --set monitor_every=2 --set projector_hidden=256 --set weight_decay=0.5 --set feature_dropout=0.5 & wait
-python - "$out2/runs.csv" <<'PY'
-import csv, json, sys
-csv.field_size_limit(2**31 - 1)
-for row in csv.DictReader(open(sys.argv[1])):
-    cfg, hist = json.loads(row["config"]), json.loads(row["history"])
-    curve = " ".join(f"{e['r_mean_monitor']:.1f}" for e in hist if "r_mean_monitor" in e)
-    print(f"layers {cfg.get('projector_layers', 2)}  hidden {cfg['projector_hidden']:>4}  dropout "
-          f"{cfg.get('feature_dropout', 0.0):>4}  wd {cfg['weight_decay']:>4}  epochs {cfg['epochs']}  val r_mean "
-          f"{float(row['val_r_mean']):.2f}  curve: {curve}")
-PY
+show "$out2/runs.csv"
