@@ -180,6 +180,11 @@ class MissingExtra(ImportError):
         super().__init__(f"{what} {verb} the {extra} extra: pip install -e '.[{extra}]'{detail}")
 
 
+class WorkersLost(RuntimeError):
+    """Every local worker of a study or suite sweep ended, some killed, before its budget was met: the study is kept,
+    to be resumed. The command line reports it in one line, exit code 1 (not a user mistake, not a bug)."""
+
+
 class RowNotKept(Exception):
     """No file could take a finished run's result row (neither the CSV nor the JSON beside it: a full disk, say).
     The row travels with the error, so the command line prints it on stdout (`row`) with one line saying what could

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tempbench.util import MissingExtra, RowNotKept, check_output_folder
+from tempbench.util import MissingExtra, RowNotKept, WorkersLost, check_output_folder
 
 from .parser import build_parser
 
@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `tempbench metrics | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except WorkersLost as exc:  # workers were killed: the study or sweep is kept, the same command resumes it
+        print(f"{name}: stopped: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\n{name}: interrupted. Finished runs and trials are kept; run the same command again to resume:\n"
               f"  tempbench {shlex.join(argv)}", file=sys.stderr)

@@ -14,7 +14,6 @@ on the machine's load or on how many workers ran (`tempbench.train.threads`).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from tempbench.study.grid_sweep import SweepJob
 from tempbench.study.storage import redact
 from tempbench.study.sweep import Swept, choose_study, sweep_folder, sweep_storage
 from tempbench.study.trial import process_tracker
-from tempbench.study.workers import WorkersLost
 from tempbench.tracking import RunHandle, Tracker, open_run
 from tempbench.train.threads import suite_threads, suite_workers
 from tempbench.util import check_output_folder, write_atomic
@@ -38,16 +36,6 @@ from .common import note, parse_seeds, print_json, tracking_hint
 
 
 def main(args: argparse.Namespace) -> int:
-    """`tempbench run`, and exit 1 in one line when every worker ended, some killed, before the suite was done (the
-    sweep is kept: the same command trains the rest)."""
-    try:
-        return run_suite(args)
-    except WorkersLost as exc:
-        print(f"tempbench run: stopped: {exc}", file=sys.stderr)
-        return 1
-
-
-def run_suite(args: argparse.Namespace) -> int:
     """`tempbench run`: resolve every run of the suite first (a bad setting fails before any training), train the
     missing ones on the folder's sweep — with 1-thread CPU workers, one per core, or one worker per --devices
     entry — then write and print the leaderboard, and log it on the sweep's parent MLflow run."""

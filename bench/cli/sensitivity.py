@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,6 @@ from tempbench.study.report import summarize_study, write_report
 from tempbench.study.sensitivity import make_job, open_storage, resolve_storage, run_job
 from tempbench.study.storage import redact
 from tempbench.study.trial import LogUniformSpace, RunnerTrialFn, process_tracker
-from tempbench.study.workers import WorkersLost
 from tempbench.tracking import Tracker, open_run, ui_command
 from tempbench.util import check_output_folder, slug
 
@@ -102,16 +100,6 @@ def grid_values_for(args: argparse.Namespace, plan: Plan) -> dict[str, dict[str,
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run or resume the study of every strategy (and its repeats), write the report, print where it is. Exit 1 in
-    one line when every local worker was killed before a budget was met (the studies are kept, to be resumed)."""
-    try:
-        return run_studies(args)
-    except WorkersLost as exc:
-        print(f"tempbench sensitivity: stopped: {exc}", file=sys.stderr)
-        return 1
-
-
-def run_studies(args: argparse.Namespace) -> int:
     """Run or resume the study of every strategy (and its repeats), write the report, print where it is."""
     plan, out = check_args(args), output_dir(args)
     check_output_folder(out)  # before any training: the report, the storage and the MLflow store live there

@@ -41,6 +41,8 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
+from tempbench.util import WorkersLost
+
 from .samplers import POINT_ATTR, held_point
 from .storage import (
     FAILED_ATTR,
@@ -69,10 +71,6 @@ POLL_S = 1.0  # how often a waiting worker looks at the study again
 class SurplusTrial(Exception):
     """A trial created beyond the budget (or on a grid or design point another trial holds): not run, not
     counted."""
-
-
-class WorkersLost(RuntimeError):
-    """Every local worker ended, some killed, before the budget was met: the study is kept, to be resumed."""
 
 
 class Budget:

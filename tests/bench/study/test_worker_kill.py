@@ -170,7 +170,7 @@ def test_every_worker_killed_is_one_line_and_exit_1(tmp_path, monkeypatch, capsy
         raise WorkersLost("study s: every worker ended, 3 of them killed, with 2 of 6 trials done; run the same "
                           "command again to resume it")
 
-    monkeypatch.setattr(sensitivity, "run_studies", lost)
+    monkeypatch.setattr(sensitivity, "main", lost)
     code = main(["sensitivity", "--strategy", "fixed", "--dataset", "digits", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "3 of them killed" in err and "bug" not in err
