@@ -45,8 +45,9 @@ def main(args: argparse.Namespace) -> int:
     configs = suite.configs(seeds=seeds, **settings)  # every run resolved before the first trains
     devices = parse_devices(args.devices, args.device) or default_devices(configs)
     out = Path(args.out or f"runs/{suite.name}")
-    check_output_folder(out)  # a folder that cannot take the rows fails now, not after the first run trained
-    check_rows_file(out / "runs.csv")
+    if args.out is None:  # an explicit --out is checked by the CLI (`check_outputs`); the derived default here
+        check_output_folder(out)  # a folder that cannot take the rows fails now, not after the first run trained
+        check_rows_file(out / "runs.csv")
     variants = f" + {len(suite.variants)} variants" if suite.variants else ""
     note(f"suite {suite.name}: {len(suite.strategies)} strategies{variants} × {len(suite.datasets)} datasets × "
          f"{len(seeds or suite.seeds)} seeds = {len(configs)} runs -> {out}, {describe_workers(devices, configs)}")

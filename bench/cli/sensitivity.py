@@ -102,7 +102,8 @@ def grid_values_for(args: argparse.Namespace, plan: Plan) -> dict[str, dict[str,
 def main(args: argparse.Namespace) -> int:
     """Run or resume the study of every strategy (and its repeats), write the report, print where it is."""
     plan, out = check_args(args), output_dir(args)
-    check_output_folder(out)  # before any training: the report, the storage and the MLflow store live there
+    if args.out is None:  # an explicit --out is checked by the CLI (`check_outputs`); the derived default here
+        check_output_folder(out)  # before any training: the report, the storage and the MLflow store live there
     names, grids = plan.names, grid_values_for(args, plan)
     if args.storage:  # a bad URL fails here, before any file is written or any training
         open_storage(resolve_storage(args.storage, out, args.workers), args.heartbeat)
