@@ -38,6 +38,7 @@ GRAD_TOL = 1e-6  # max-abs gradient of the full objective (float64) at which a f
 GAP_RTOL = 1e-5  # target relative objective gap that tightens GRAD_TOL at weak λ, see above
 MAX_ITER = 10_000  # L-BFGS iteration cap per fit, a safety net: long-tailed 6,000 × 256 at λ=1e-8 needs 2,300
 HISTORY = 50  # L-BFGS memory: 30-40 % fewer iterations than 20 on ill-conditioned (weak λ) fits
+WHITEN_FLOOR = 0.1  # whitening treats a variance below this fraction of the mean one as this much (see _Whitened)
 STALL = 1e-14  # float64 loss or step changes below this are rounding: the fit stalled (reported, not converged)
 
 
@@ -182,27 +183,88 @@ def fit_logistic(x: Tensor, y: Tensor, num_classes: int, wd: float, max_iter: in
                  gap_rtol: float = GAP_RTOL, init: tuple[Tensor, Tensor] | None = None) -> LogisticFit:
     """Minimise mean CE + wd/2 ‖W‖² over W (d, C), b (C,) for x (N, d), y (N,) by full-batch L-BFGS (strong Wolfe)
     in float64 on x's device, from `init` (a warm start) or zero, until the max-abs gradient is within
-    `grad_tolerance` or max_iter iterations."""
-    x = x.to(torch.float64)
-    onehot = F.one_hot(y, num_classes).to(torch.float64)
-    w, b = _start(x.shape[1], num_classes, x.device, init)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, history_size=HISTORY, tolerance_change=STALL, line_search_fn="strong_wolfe")
+    `grad_tolerance` or max_iter iterations. L-BFGS runs in the whitened coordinates of `_Whitened`; the objective,
+    its gradient and the stopping rule are those of (W, b)."""
+    if wd <= 0:
+        raise ValueError(f"the penalty strength must be positive, got {wd}")
+    problem = _Whitened(x, F.one_hot(y, num_classes).to(torch.float64), wd)
+    v, c = problem.inner(*_start(x.shape[1], num_classes, x.device, init))
+    opt = torch.optim.LBFGS([v, c], lr=1.0, history_size=HISTORY, tolerance_grad=0.0, tolerance_change=STALL,
+                            max_iter=max_iter, max_eval=2 * max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
-        loss, w.grad, b.grad = _objective(x, onehot, w.detach(), b.detach(), wd)
+        loss, grad_norm, v.grad, c.grad = problem.evaluate(v.detach(), c.detach())
+        if grad_norm <= grad_tolerance(wd, loss.item(), gap_rtol):
+            raise _Converged((v.detach().clone(), c.detach().clone()))  # wherever L-BFGS stands, even mid-search
         return loss
 
     with torch.autocast(device_type=x.device.type, enabled=False):
-        loss, grad_norm = _value_and_grad_norm(x, onehot, w, b, wd)
-        while (tol := grad_tolerance(wd, loss, gap_rtol)) < grad_norm and _iterations(opt, w) < max_iter:
-            # the tolerance tightens as the objective falls, so L-BFGS resumes (same history) until it holds
-            _set_budget(opt, tol, max_iter - _iterations(opt, w))
+        try:
             opt.step(closure)
-            loss, grad_norm = _value_and_grad_norm(x, onehot, w, b, wd)
-            if grad_norm > tol:  # L-BFGS stopped short of its tolerance: the cap, or a stalled line search
-                break
+            point = v.detach(), c.detach()  # the cap, or a stalled line search, came first
+        except _Converged as done:
+            point = done.point
+    w, b = problem.outer(*point)
+    iterations = opt.state[v].get("n_iter", 0)
+    loss, grad_norm = _value_and_grad_norm(problem.x, problem.onehot, w, b, wd)
     tol = grad_tolerance(wd, loss, gap_rtol)
-    return LogisticFit(w.detach(), b.detach(), wd, loss, grad_norm, tol, _iterations(opt, w), grad_norm <= tol)
+    return LogisticFit(w, b, wd, loss, grad_norm, tol, iterations, grad_norm <= tol)
+
+
+class _Converged(Exception):
+    """Raised by the L-BFGS closure at the first point that meets the tolerance: point = (v, c) there."""
+
+    def __init__(self, point: tuple[Tensor, Tensor]) -> None:
+        super().__init__()
+        self.point = point
+
+
+class _Whitened:
+    """The probe's objective in preconditioned coordinates, for L-BFGS: W = L⁻ᵀ V with L Lᵀ = Σ + (λ + a)·I and
+    c = b + μW, so logits = (x − μ) L⁻ᵀ V + c. Σ is the feature covariance, μ the feature mean, a = WHITEN_FLOOR ·
+    tr(Σ)/d a tenth of the mean variance.
+
+    A change of variables only: every (V, c) is one (W, b), so the optimum, the objective value and the stopping
+    rule (max-abs gradient in (W, b)) are unchanged; only the path L-BFGS takes is. In (W, b) the CE's curvature
+    follows Σ, whose eigenvalues span four to five decades on trained features, against the penalty's λ, so at weak
+    λ L-BFGS crawled along the flat directions. Whitening brings both near the identity and centring decouples the
+    bias from W. The floor a stops it from blowing up directions of tiny variance: where the classes are separable
+    (raw digits pixels) the CE is flat along those too, and full whitening made them the ill-conditioned ones
+    (λ = 1e-8: 10,000 iterations without converging, against 341 unwhitened and 150 with the floor).
+    """
+
+    def __init__(self, x: Tensor, onehot: Tensor, wd: float) -> None:
+        self.x, self.onehot, self.wd = x.to(torch.float64), onehot, wd
+        self.mean = self.x.mean(dim=0)
+        self.centred = self.x - self.mean
+        cov = self.centred.T @ self.centred / max(self.x.shape[0], 1)
+        floor = wd + WHITEN_FLOOR * cov.trace() / cov.shape[0]
+        chol = torch.linalg.cholesky(cov + floor * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device))
+        self.m = torch.linalg.solve_triangular(chol.T, torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device),
+                                               upper=True)  # L⁻ᵀ, so W = m @ V
+
+    def inner(self, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """(V, c) leaves of the point (W, b), for the optimiser."""
+        v = torch.linalg.solve_triangular(self.m, w.detach(), upper=True)
+        return v.requires_grad_(True), (b.detach() + self.mean @ w.detach()).requires_grad_(True)
+
+    def outer(self, v: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """(W, b) of the point (V, c)."""
+        w = self.m @ v
+        return w, c - self.mean @ w
+
+    def evaluate(self, v: Tensor, c: Tensor) -> tuple[Tensor, float, Tensor, Tensor]:
+        """(objective, max-abs gradient in (W, b), gradient in V, gradient in c) at (V, c)."""
+        w = self.m @ v
+        logits = torch.addmm(c, self.centred, w)
+        lse = logits.logsumexp(dim=1)
+        loss = (lse - (logits * self.onehot).sum(dim=1)).mean() + 0.5 * self.wd * w.square().sum()
+        residual = (torch.exp(logits - lse[:, None]) - self.onehot) / self.x.shape[0]  # d mean CE / d logits
+        grad_b = residual.sum(dim=0)
+        grad_centred = torch.addmm(w, self.centred.T, residual, alpha=1.0, beta=self.wd)  # d f / d W at fixed c
+        grad_w = grad_centred + torch.outer(self.mean, grad_b)  # d f / d W at fixed b
+        grad_norm = max(grad_w.abs().max().item(), grad_b.abs().max().item())
+        return loss, grad_norm if math.isfinite(grad_norm) else math.inf, self.m.T @ grad_centred, grad_b
 
 
 def grad_tolerance(wd: float, objective: float, gap_rtol: float = GAP_RTOL) -> float:
@@ -216,15 +278,6 @@ def _value_and_grad_norm(x: Tensor, onehot: Tensor, w: Tensor, b: Tensor, wd: fl
     loss, grad_w, grad_b = _objective(x, onehot, w.detach(), b.detach(), wd)
     grad_norm = max(grad_w.abs().max().item(), grad_b.abs().max().item())
     return loss.item(), grad_norm if math.isfinite(grad_norm) else math.inf
-
-
-def _iterations(opt: torch.optim.LBFGS, w: Tensor) -> int:
-    return opt.state[w].get("n_iter", 0)  # L-BFGS counts its iterations in the first parameter's state
-
-
-def _set_budget(opt: torch.optim.LBFGS, tol: float, iterations: int) -> None:
-    group = opt.param_groups[0]
-    group.update(tolerance_grad=tol, max_iter=iterations, max_eval=2 * iterations)
 
 
 def _start(dim: int, num_classes: int, device: torch.device, init: tuple[Tensor, Tensor] | None) -> list[Tensor]:
