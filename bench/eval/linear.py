@@ -89,21 +89,23 @@ class ProbeResult:
 
 def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, num_classes: int, *, seed: int = 0,
                  wd_grid: Sequence[float] = WD_GRID, val_fraction: float = VAL_FRACTION, max_iter: int = MAX_ITER,
-                 wd_limits: tuple[float, float] = WD_LIMITS) -> ProbeResult:
+                 wd_limits: tuple[float, float] = WD_LIMITS, whiten: bool = True) -> ProbeResult:
     """Select λ on a seeded stratified validation split of (train_x (N, d), train_y (N,)), refit on all of it, predict
     test_x (Q, d). Test labels are never seen. Validation accuracy is class-balanced because the test split is.
     While the chosen λ is the smallest or largest evaluated, the grid grows a decade that way (within wd_limits); the
-    refit starts from the chosen λ's solution on the fit split. max_iter caps each fit (reported, see ProbeResult)."""
+    refit starts from the chosen λ's solution on the fit split. max_iter caps each fit (reported, see ProbeResult);
+    whiten: the coordinates L-BFGS runs in (`fit_logistic`)."""
     if not wd_grid or min(wd_grid) <= 0:
         raise ValueError(f"wd_grid must hold positive strengths, got {list(wd_grid)}")
     fit_idx, val_idx = stratified_split(train_y, val_fraction, seed)
     if val_idx.numel() == 0:
         raise ValueError("the validation split is empty: every class has fewer than two training images")
     x = train_x.to(torch.float64)  # once: every fit below runs in float64 (see the module docstring)
-    search = _StrengthSearch(x[fit_idx], train_y[fit_idx], x[val_idx], train_y[val_idx], num_classes, max_iter)
+    search = _StrengthSearch(x[fit_idx], train_y[fit_idx], x[val_idx], train_y[val_idx], num_classes, max_iter,
+                             whiten)
     search.run(wd_grid, wd_limits)
     wd, chosen = search.best()
-    final = fit_logistic(x, train_y, num_classes, wd, max_iter, init=chosen.params)  # same λ, 90 % of the data
+    final = fit_logistic(x, train_y, num_classes, wd, max_iter, init=chosen.params, whiten=whiten)  # warm
     grid = tuple(sorted(search.val_by_wd))
     return ProbeResult(predict_logistic(final.params, test_x), wd, search.val_by_wd[wd], dict(search.val_by_wd), grid,
                        wd in (grid[0], grid[-1]), final.iterations, final.grad_norm, final.grad_tol, final.converged,
@@ -114,9 +116,9 @@ class _StrengthSearch:
     """λ selection on one (fit, val) split; each fit is warm-started from the nearest λ already evaluated."""
 
     def __init__(self, fit_x: Tensor, fit_y: Tensor, val_x: Tensor, val_y: Tensor, num_classes: int,
-                 max_iter: int) -> None:
+                 max_iter: int, whiten: bool = True) -> None:
         self.fit_x, self.fit_y, self.val_x, self.val_y = fit_x, fit_y, val_x, val_y
-        self.num_classes, self.max_iter = num_classes, max_iter
+        self.num_classes, self.max_iter, self.whiten = num_classes, max_iter, whiten
         self.fits: dict[float, LogisticFit] = {}
         self.val_by_wd: dict[float, float] = {}
 
@@ -138,7 +140,8 @@ class _StrengthSearch:
     def evaluate(self, wd: float, init: float | None) -> None:
         """Fit λ=wd on the fit split (warm-started from the fit at λ=init) and score it on the validation split."""
         start = self.fits[init].params if init is not None else None
-        fit = fit_logistic(self.fit_x, self.fit_y, self.num_classes, wd, self.max_iter, init=start)
+        fit = fit_logistic(self.fit_x, self.fit_y, self.num_classes, wd, self.max_iter, init=start,
+                           whiten=self.whiten)
         self.fits[wd] = fit
         self.val_by_wd[wd] = balanced_accuracy(predict_logistic(fit.params, self.val_x), self.val_y, self.num_classes)
 
@@ -180,14 +183,16 @@ def _objective(x: Tensor, onehot: Tensor, w: Tensor, b: Tensor, wd: float) -> tu
 
 
 def fit_logistic(x: Tensor, y: Tensor, num_classes: int, wd: float, max_iter: int = MAX_ITER, *,
-                 gap_rtol: float = GAP_RTOL, init: tuple[Tensor, Tensor] | None = None) -> LogisticFit:
+                 gap_rtol: float = GAP_RTOL, init: tuple[Tensor, Tensor] | None = None,
+                 whiten: bool = True) -> LogisticFit:
     """Minimise mean CE + wd/2 ‖W‖² over W (d, C), b (C,) for x (N, d), y (N,) by full-batch L-BFGS (strong Wolfe)
     in float64 on x's device, from `init` (a warm start) or zero, until the max-abs gradient is within
-    `grad_tolerance` or max_iter iterations. L-BFGS runs in the whitened coordinates of `_Whitened`; the objective,
-    its gradient and the stopping rule are those of (W, b)."""
+    `grad_tolerance` or max_iter iterations. L-BFGS runs in the whitened coordinates of `_Whitened`; whiten=False
+    runs it in (W, b) themselves, kept to measure what whitening buys (results/perf/probe-solver). The objective,
+    its gradient and the stopping rule are those of (W, b) either way."""
     if wd <= 0:
         raise ValueError(f"the penalty strength must be positive, got {wd}")
-    problem = _Whitened(x, F.one_hot(y, num_classes).to(torch.float64), wd)
+    problem = _Whitened(x, F.one_hot(y, num_classes).to(torch.float64), wd, whiten)
     v, c = problem.inner(*_start(x.shape[1], num_classes, x.device, init))
     opt = torch.optim.LBFGS([v, c], lr=1.0, history_size=HISTORY, tolerance_grad=0.0, tolerance_change=STALL,
                             max_iter=max_iter, max_eval=2 * max_iter, line_search_fn="strong_wolfe")
@@ -233,15 +238,16 @@ class _Whitened:
     (λ = 1e-8: 10,000 iterations without converging, against 341 unwhitened and 150 with the floor).
     """
 
-    def __init__(self, x: Tensor, onehot: Tensor, wd: float) -> None:
+    def __init__(self, x: Tensor, onehot: Tensor, wd: float, whiten: bool = True) -> None:
         self.x, self.onehot, self.wd = x.to(torch.float64), onehot, wd
-        self.mean = self.x.mean(dim=0)
+        eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
+        self.mean = self.x.mean(dim=0) if whiten else torch.zeros_like(eye[0])
         self.centred = self.x - self.mean
-        cov = self.centred.T @ self.centred / max(self.x.shape[0], 1)
-        floor = wd + WHITEN_FLOOR * cov.trace() / cov.shape[0]
-        chol = torch.linalg.cholesky(cov + floor * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device))
-        self.m = torch.linalg.solve_triangular(chol.T, torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device),
-                                               upper=True)  # L⁻ᵀ, so W = m @ V
+        self.m = eye  # L⁻ᵀ, so W = m @ V; the identity when not whitening
+        if whiten:
+            cov = self.centred.T @ self.centred / max(self.x.shape[0], 1)
+            floor = wd + WHITEN_FLOOR * cov.trace() / cov.shape[0]
+            self.m = torch.linalg.solve_triangular(torch.linalg.cholesky(cov + floor * eye).T, eye, upper=True)
 
     def inner(self, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         """(V, c) leaves of the point (W, b), for the optimiser."""
