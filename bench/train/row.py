@@ -43,7 +43,7 @@ def build_row(setup: Any, history: list[dict[str, Any]], metrics: dict[str, Any]
     }
 
 
-MIN_MEAN_VISITS = 10  # fewer updates per state entry on average, and a per-sample τ cannot have individualised
+MIN_MEAN_VISITS = 10  # fewer updates per state entry on average, and per-sample u_i / τ_i cannot have settled
 
 
 def visit_fields(setup: Any) -> dict[str, float]:
@@ -59,9 +59,9 @@ def visit_fields(setup: Any) -> dict[str, float]:
     mean, least = float(visits.mean()), float(visits.min())
     if mean < MIN_MEAN_VISITS:
         warnings.warn(f"{setup.config.strategy}: its {len(visits)} state entries were updated {mean:.1f} times on "
-                      f"average (fewest {least:.0f}); a per-sample τ cannot have individualised in under "
-                      f"{MIN_MEAN_VISITS} updates: train longer (for image–caption data, epoch_by='pairs' visits "
-                      f"every pair each epoch)", FewVisitsWarning, stacklevel=2)
+                      f"average (fewest {least:.0f}); per-sample state (u_i, and τ_i where learned) cannot have "
+                      f"settled in under {MIN_MEAN_VISITS} updates: train longer (for image–caption data, "
+                      f"epoch_by='pairs' visits every pair each epoch)", FewVisitsWarning, stacklevel=2)
     return {"state_visits_mean": mean, "state_visits_min": least}
 
 

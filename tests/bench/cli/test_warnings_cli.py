@@ -25,5 +25,5 @@ def test_a_short_per_sample_run_says_so_in_one_line(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "updated 0.9 times" in line or "visit_fields" in line]
     assert lines == ["tempbench train: warning: isogclr: its 588 state entries were updated 0.9 times on average "
-                     "(fewest 0); a per-sample τ cannot have individualised in under 10 updates: train longer (for "
-                     "image–caption data, epoch_by='pairs' visits every pair each epoch)"]
+                     "(fewest 0); per-sample state (u_i, and τ_i where learned) cannot have settled in under 10 "
+                     "updates: train longer (for image–caption data, epoch_by='pairs' visits every pair each epoch)"]
