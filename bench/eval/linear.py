@@ -14,8 +14,9 @@ in float64, is at most min(GRAD_TOL, sqrt(2 λ · GAP_RTOL · f)).
   separable data) the CE is flat and only the penalty curves, H ≈ λ, so a gradient g leaves a gap of about g²/(2λ).
   Asking that to stay below GAP_RTOL · f = 1e-5 · f tightens the tolerance where λ is weak and f small; without it,
   at λ=1e-8 on separable digits features, g ≤ 1e-6 still left a relative gap of 3e-2.
-Measured against scikit-learn (lbfgs, tol=1e-10) the relative objective gap stays below 2e-5: digits 2e-11 to 2e-5
-(λ = 1e-2 ... 1e-8), long-tailed 6,000 × 256 features 1e-7 to 7e-7 (λ = 1e-6 ... 1e-8), separable 500 × 512 ≤ 2e-5.
+Measured against scikit-learn (lbfgs, tol=1e-10) the relative objective gap stays below 2e-5: digits 5e-12 to 2e-6
+(λ = 1e-2 ... 1e-8), long-tailed 4,800 × 256 features 2e-8 and 4e-7 (λ = 1e-6, 1e-7); before whitening (below) it
+was digits 2e-11 to 2e-5, long-tailed 6,000 × 256 1e-7 to 7e-7 (λ = 1e-6 ... 1e-8), separable 500 × 512 ≤ 2e-5.
 Why float64: in float32 the objective (≈1) resolves only ~1e-7, so the strong-Wolfe line search stalls with g ~2e-5
 (relative gap 2e-5 on long-tailed 6,000 × 256 features at λ=1e-6) and the tolerance could never be met; float64 costs
 under 2x per evaluation on the CPU and reaches g ~5e-8 before rounding stalls it.
