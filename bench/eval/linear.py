@@ -247,7 +247,7 @@ class _Whitened:
     def __init__(self, x: Tensor, onehot: Tensor, wd: float, whiten: bool = True) -> None:
         self.x, self.onehot, self.wd = x.to(torch.float64), onehot, wd
         eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
-        self.mean = self.x.mean(dim=0) if whiten else torch.zeros_like(eye[0])
+        self.mean = self.x.mean(dim=0) if whiten else self.x.new_zeros(x.shape[1])
         self.centred = self.x - self.mean
         self.m = eye  # L⁻ᵀ, so W = m @ V; the identity when not whitening
         if whiten:
@@ -268,15 +268,10 @@ class _Whitened:
     def evaluate(self, v: Tensor, c: Tensor) -> tuple[Tensor, float, Tensor, Tensor]:
         """(objective, max-abs gradient in (W, b), gradient in V, gradient in c) at (V, c)."""
         w = self.m @ v
-        logits = torch.addmm(c, self.centred, w)
-        lse = logits.logsumexp(dim=1)
-        loss = (lse - (logits * self.onehot).sum(dim=1)).mean() + 0.5 * self.wd * w.square().sum()
-        residual = (torch.exp(logits - lse[:, None]) - self.onehot) / self.x.shape[0]  # d mean CE / d logits
-        grad_b = residual.sum(dim=0)
-        grad_centred = torch.addmm(w, self.centred.T, residual, alpha=1.0, beta=self.wd)  # d f / d W at fixed c
-        grad_w = grad_centred + torch.outer(self.mean, grad_b)  # d f / d W at fixed b
-        grad_norm = max(grad_w.abs().max().item(), grad_b.abs().max().item())
-        return loss, grad_norm if math.isfinite(grad_norm) else math.inf, self.m.T @ grad_centred, grad_b
+        # logits = centred · W + c: the closed form of (W, b) with the centred features, giving d f / d W at fixed c
+        loss, grad_centred, grad_c = _objective(self.centred, self.onehot, w, c, self.wd)
+        grad_w = grad_centred + torch.outer(self.mean, grad_c)  # d f / d W at fixed b (d f / d b = d f / d c)
+        return loss, _max_abs(grad_w, grad_c), self.m.T @ grad_centred, grad_c
 
 
 def grad_tolerance(wd: float, objective: float, gap_rtol: float = GAP_RTOL) -> float:
@@ -288,8 +283,13 @@ def grad_tolerance(wd: float, objective: float, gap_rtol: float = GAP_RTOL) -> f
 
 def _value_and_grad_norm(x: Tensor, onehot: Tensor, w: Tensor, b: Tensor, wd: float) -> tuple[float, float]:
     loss, grad_w, grad_b = _objective(x, onehot, w.detach(), b.detach(), wd)
+    return loss.item(), _max_abs(grad_w, grad_b)
+
+
+def _max_abs(grad_w: Tensor, grad_b: Tensor) -> float:
+    """Max-abs entry of the gradient (grad_w, grad_b), what the stopping rule reads; inf when it is not finite."""
     grad_norm = max(grad_w.abs().max().item(), grad_b.abs().max().item())
-    return loss.item(), grad_norm if math.isfinite(grad_norm) else math.inf
+    return grad_norm if math.isfinite(grad_norm) else math.inf
 
 
 def _start(dim: int, num_classes: int, device: torch.device, init: tuple[Tensor, Tensor] | None) -> list[Tensor]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from tempbench.config import resolve_run_config
+from tempbench.config import load_suite
 from tempbench.eval.evaluate import balanced_subset
 from tempbench.eval.features import prepare_features
 from tempbench.eval.linear import linear_probe
@@ -28,13 +28,11 @@ from tempbench.pairings.views import sharded_features
 from tempbench.tracking import NullTracker
 from tempbench.train.recipe import Progress, build_setup, run_epochs
 
-SETTINGS = dict(encoder="small_cnn", projector_hidden=256, projector_out=128, epochs=3, batch_size=256,
-                optimizer="sgd", lr=0.3, weight_decay=5e-4, warmup_epochs=1.0, device="cpu", threads=1,
-                progress=False)
-
 
 def cifar_probes() -> dict[str, tuple[torch.Tensor, ...]]:
-    setup = build_setup(resolve_run_config("fixed", "cifar10-lt", settings=SETTINGS, hyperparameters={"tau": 0.2}))
+    suite = load_suite("cifar10-lt-long")
+    config = next(c for c in suite.configs(seeds=[0], epochs=3) if c.strategy == "fixed")
+    setup = build_setup(config)
     run_epochs(setup, Progress(), None, NullTracker(), None, None)
     data = setup.data
     bank = prepare_features(sharded_features(setup, setup.train.images))
