@@ -30,6 +30,8 @@ from typing import Any
 
 from tempbench.datasets import Card, dataset_pairing
 from tempbench.datasets.build import resolve_card
+from tempbench.datasets.long_tail import PROFILES, check_class_order, check_long_tail
+from tempbench.eval import list_metrics
 from tempbench.pairings import Pairing, get_pairing
 from tempbench.strategies import Strategy, get_strategy_class, list_strategies, reserve_hyperparameter_names
 from tempbench.util import check_type, did_you_mean
@@ -46,8 +48,11 @@ class RunConfig:
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # the strategy's, resolved (defaults filled in)
     dataset: str = "digits-lt"  # a card name or a source string (imagefolder:PATH, idx:PATH, hf:NAME, ...)
     long_tail: float = 1.0  # imbalance factor r in (0, 1] of the training split; 1 = balanced
-    long_tail_profile: str | None = None  # exp | step, when the training split is cut (the card's, or "exp")
+    long_tail_profile: str | None = None  # exp | step | flat, when the training split is cut (the card's, or "exp")
     n_max: int | None = None  # images kept of the largest class (None: all of them)
+    n_total: int | None = None  # the flat profile's training images in all (a balanced cut matched in size)
+    # which class gets which count of the cut: label (class 0 the head) | reversed | permutation:SEED | [class ids]
+    class_order: str | list[int] = "label"
     subset_seed: int = 0  # which images the long-tail cut keeps: one subset across run seeds (the LDAM-DRW convention)
     image_size: int | None = None  # side of the images a run sees; None = the source's own (no card)
     encoder: str = "small_cnn"  # small_cnn | resnet18 | resnet50 (the image tower of an image_text run)
@@ -103,10 +108,11 @@ class RunConfig:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
         if not 0.0 < self.long_tail <= 1.0:
             raise ValueError(f"long_tail (imbalance factor) must be in (0, 1], got {self.long_tail!r}")
-        if self.long_tail_profile not in (None, "exp", "step"):
-            raise ValueError(f"long_tail_profile must be 'exp' or 'step', got {self.long_tail_profile!r}")
+        if self.long_tail_profile not in (None, *PROFILES):
+            raise ValueError(f"long_tail_profile must be one of {PROFILES}, got {self.long_tail_profile!r}")
         if self.n_max is not None and self.n_max < 1:
             raise ValueError(f"n_max must be >= 1, got {self.n_max!r}")
+        self._check_cut_shape()
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be one of 'auto', 'bf16', 'fp32'; got {self.precision!r}")
         if self.towers not in ("trained", "locked"):
@@ -120,6 +126,16 @@ class RunConfig:
         if self.image_size is not None and self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size!r}")
         self.pairing.check(self)
+
+    def _check_cut_shape(self) -> None:
+        """The flat profile's n_total, and a class order only where the training split is cut."""
+        if self.n_total is not None or self.long_tail_profile == "flat":
+            check_long_tail(self.long_tail, self.long_tail_profile or "exp", self.n_max, self.n_total)
+        check_class_order(self.class_order)
+        cut = self.long_tail < 1.0 or self.n_max is not None or self.n_total is not None
+        if self.class_order != "label" and not cut:
+            raise ValueError(f"class_order {self.class_order!r} orders the classes of a long-tail cut, and this run "
+                             "keeps every training image: set long_tail < 1, n_max or the flat profile's n_total")
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting by name, JSON-ready: the pairing as its name, the card and the strategy class left out (the
@@ -146,7 +162,8 @@ RESOLVED_OBJECTS = ("card", "strategy_class", "strategy_config")
 # Settings added after results existed -> the default those results ran with. `to_dict` records one only when it
 # differs from that default, so the hash, the row's config and the checkpoints of every earlier configuration stay
 # what they were (earlier rows keep their cells, earlier sweeps and checkpoints resume).
-RECORDED_WHEN_SET: dict[str, Any] = {"state_index": "pair", "projector_layers": 2, "feature_dropout": 0.0}
+RECORDED_WHEN_SET: dict[str, Any] = {"state_index": "pair", "projector_layers": 2, "feature_dropout": 0.0,
+                                     "n_total": None, "class_order": "label"}
 # Fields that are not `--set` run settings: the strategy and its hyperparameters have their own channels, and the
 # pairing, card and strategy class are resolved from the dataset and strategy names.
 NOT_SETTINGS = ("strategy", "hyperparameters", "pairing", *RESOLVED_OBJECTS)
@@ -272,6 +289,11 @@ class Suite:
     text: str = ""  # the TOML it was read from (tracked with the sweep)
     # more configurations of listed strategies, each its own leaderboard cell: name -> {"strategy": S, hyperparameters}
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # the leaderboard metric whose Δ tests Holm corrects together: declared before the runs (None: every metric's)
+    primary_metric: str | None = None
+    tuning: Tuning | None = None  # the `tuned` ruleset ([tuning]); None: the `defaults` ruleset only
+    # per-sample strategies whose achieved median τ gets τ-matched `fixed` and same-estimator global-τ cells
+    tau_matched: tuple[str, ...] = ()
 
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
         """(strategy, hyperparameters) of every cell per dataset and seed: the strategies, then the variants."""
@@ -286,7 +308,24 @@ class Suite:
                 for s, hp in self.entries()]
 
 
-SUITE_KEYS = ("name", "description", "datasets", "strategies", "seeds", "run", "hyperparameters", "variants")
+SUITE_KEYS = ("name", "description", "datasets", "strategies", "seeds", "run", "hyperparameters", "variants",
+              "primary_metric", "tuning", "controls")
+TUNING_KEYS = ("trials", "metric", "seeds", "strategies", "sampler_seed")
+CONTROL_KEYS = ("tau_matched",)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A suite's `[tuning]` table: the `tuned` ruleset (MLCommons AlgoPerf's external tuning). Every strategy of
+    `strategies` searches its own declared space with the same `trials` Sobol points, each trained at every tuning
+    seed (disjoint from the reporting seeds) and scored on `metric`, a validation metric; the point with the best mean
+    then trains on the reporting seeds and is tested once (`tempbench.study.tuning`)."""
+
+    trials: int
+    metric: str
+    seeds: tuple[int, ...]
+    strategies: tuple[str, ...]
+    sampler_seed: int = 0
 
 
 def list_suites() -> list[str]:
@@ -379,7 +418,72 @@ def build_suite(data: dict[str, Any], default_name: str, text: str = "") -> Suit
         if not isinstance(variant.get("strategy"), str):
             raise ValueError(f"[variants.{name}] needs strategy = \"NAME\" (the strategy it configures)")
     seeds = data.get("seeds", 1)
+    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
+    controls = dict(data.get("controls", {}))
+    check_names(controls, CONTROL_KEYS, "key in [controls]")
     return Suite(name=data.get("name", default_name), description=data.get("description", ""),
-                 datasets=datasets, strategies=tuple(strategies),
-                 seeds=tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds), run=dict(data.get("run", {})),
-                 hyperparameters=hyperparameters, text=text, variants=variants)
+                 datasets=datasets, strategies=tuple(strategies), seeds=seeds, run=dict(data.get("run", {})),
+                 hyperparameters=hyperparameters, text=text, variants=variants,
+                 primary_metric=check_primary_metric(data.get("primary_metric"), pairings),
+                 tuning=build_tuning(data["tuning"], strategies, seeds, pairings) if "tuning" in data else None,
+                 tau_matched=check_tau_matched(controls.get("tau_matched", []), strategies, pairings))
+
+
+def _leaderboard_metrics(pairings: set[str], split: str) -> list[str]:
+    return [m.name for m in list_metrics(split=split) if m.pairing in pairings]
+
+
+def check_primary_metric(metric: Any, pairings: set[str]) -> str | None:
+    """The suite's declared primary metric: a test metric of its datasets' pairing, or None (not declared)."""
+    if metric is None:
+        return None
+    valid = _leaderboard_metrics(pairings, "test")
+    if metric not in valid:
+        raise ValueError(f"primary_metric {metric!r} is not a test metric of {'/'.join(sorted(pairings))} data"
+                         f"{did_you_mean(str(metric), valid)}; valid: {', '.join(valid)}")
+    return metric
+
+
+def build_tuning(table: Any, strategies: Sequence[str], seeds: Sequence[int], pairings: set[str]) -> Tuning:
+    """The checked `[tuning]` table: at least one trial, a validation metric of the suite's pairing, tuning seeds
+    disjoint from the reporting seeds (a choice made at a reporting seed would select on the runs it reports), and
+    strategies the suite runs."""
+    if not isinstance(table, Mapping):
+        raise ValueError("[tuning] must be a table: trials = N, metric = \"val_...\", seeds = [...]")
+    check_names(table, TUNING_KEYS, "key in [tuning]")
+    trials = table.get("trials")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"[tuning] trials must be a whole number >= 1 (the points each strategy searches), "
+                         f"got {trials!r}")
+    metric = table.get("metric", "")
+    valid = _leaderboard_metrics(pairings, "val")
+    if metric not in valid:
+        raise ValueError(f"[tuning] metric {metric!r} is not a validation metric of {'/'.join(sorted(pairings))} "
+                         f"data (tuning never selects on the test split){did_you_mean(str(metric), valid)}; valid: "
+                         f"{', '.join(valid)}")
+    tuning_seeds = table.get("seeds", [1000])
+    tuning_seeds = tuple(range(1000, 1000 + tuning_seeds)) if isinstance(tuning_seeds, int) else tuple(tuning_seeds)
+    if not tuning_seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in tuning_seeds):
+        raise ValueError(f"[tuning] seeds must be a count or a list of seeds >= 0, got {table.get('seeds')!r}")
+    shared = sorted(set(tuning_seeds) & set(seeds))
+    if shared:
+        raise ValueError(f"[tuning] seeds {shared} are also reporting seeds: tuning seeds must be disjoint from the "
+                         f"suite's seeds {list(seeds)}")
+    chosen = tuple(table.get("strategies", strategies))
+    check_names(dict.fromkeys(chosen), list(strategies), "strategy in [tuning] strategies")
+    sampler_seed = table.get("sampler_seed", 0)
+    if isinstance(sampler_seed, bool) or not isinstance(sampler_seed, int):
+        raise ValueError(f"[tuning] sampler_seed must be an int, got {sampler_seed!r}")
+    return Tuning(trials=trials, metric=metric, seeds=tuning_seeds, strategies=chosen, sampler_seed=sampler_seed)
+
+
+def check_tau_matched(names: Any, strategies: Sequence[str], pairings: set[str]) -> tuple[str, ...]:
+    """`[controls] tau_matched`: strategies of the suite with a per-sample τ (a global τ has nothing to match)."""
+    names = [names] if isinstance(names, str) else list(names)
+    check_names(dict.fromkeys(names), list(strategies), "strategy in [controls] tau_matched")
+    for name in names:
+        for pairing in pairings:
+            if not get_strategy_class(name, pairing).per_sample_tau:
+                raise ValueError(f"[controls] tau_matched: {name!r} has one global τ; τ-matched baselines are for "
+                                 "per-sample τ strategies")
+    return tuple(names)

@@ -213,3 +213,8 @@ def write_or_warn(path: Path, write: Callable[[Path], Any]) -> Path | None:
 class FewVisitsWarning(UserWarning):
     """A per-sample strategy's state entries were updated too few times on average for its τ to have
     individualised: the run's per-sample numbers describe how often each entry was visited, not what it learned."""
+
+
+class TauAtBoundWarning(UserWarning):
+    """Most of a per-sample strategy's τ entries ended at one end of its `tau_bounds()`: a τ_i pinned at a bound is a
+    global τ at that bound, so `fixed` at that τ is the comparison that says whether the per-sample rule did more."""

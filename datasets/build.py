@@ -17,7 +17,7 @@ from tempbench.util import did_you_mean
 from .caption_build import load_caption_dataset
 from .captions import CaptionDataset
 from .cards import Card, get_card, list_cards
-from .long_tail import check_long_tail, class_groups, long_tail_indices
+from .long_tail import check_class_order, check_long_tail, class_groups, long_tail_indices
 from .prepare import channel_stats, check_choices, read_card_source
 from .sources import list_sources, load_source, parse_source, select_variant
 from .splits import RawSplits, to_channels, to_size
@@ -30,7 +30,9 @@ class ImageDataset:
     train_* holds the training split after the long-tail cut (train_indices: the kept rows of the source's training
     split); test_* is the balanced test split, untouched. class_counts: training images per class after the cut;
     lt_hash: short hash of the kept indices (of all indices for balanced data); long_tail: None or
-    {"profile", "imbalance_factor", "n_max", "seed"}. mean/std: per-channel normalisation of [0, 1] images.
+    {"profile", "imbalance_factor", "n_max", "seed"}, plus "n_total" for the flat profile and "class_order" when it
+    is not "label" (so the description of every earlier cut is unchanged). mean/std: per-channel normalisation of
+    [0, 1] images.
     """
 
     name: str
@@ -75,12 +77,14 @@ class ImageDataset:
 
 
 def load_dataset(spec: str, long_tail: float | None = None, image_size: int | None = None, seed: int = 0, *,
-                 profile: str | None = None, n_max: int | None = None, channels: int | None = None,
+                 profile: str | None = None, n_max: int | None = None, n_total: int | None = None,
+                 class_order: str | list[int] | None = None, channels: int | None = None,
                  augment: str | None = None, **source_options: Any) -> ImageDataset | CaptionDataset:
     """Load a dataset card ("cifar10-lt") or a source string ("imagefolder:PATH", "hf:NAME?label=fine_label").
 
     long_tail: None = as the card says (no cut without a card); r in (0, 1] = that imbalance factor (1.0: balanced).
-    profile ("exp"/"step") and n_max refine the cut; seed (a run's subset seed) picks each class's kept images.
+    profile ("exp"/"step"/"flat"), n_max, n_total (flat) and class_order refine the cut, each None = the card's;
+    seed (a run's subset seed) picks each class's kept images.
     image_size and channels default to the card's (else to the source's own).
     source_options go to the source loader (e.g. image=, label=).
     Image–caption cards and sources ("flickr8k", "tsv:PATH", "wds:PATTERN", "hf:NAME?caption=COL") give a
@@ -88,9 +92,11 @@ def load_dataset(spec: str, long_tail: float | None = None, image_size: int | No
     """
     card = resolve_card(spec)
     if _pairing(card, spec, source_options) == "image_text":
+        if n_total is not None or class_order is not None:
+            raise ValueError("n_total and class_order shape a labelled training split; captions take no cut")
         return load_caption_dataset(spec, card, image_size=image_size, channels=channels, augment=augment,
                                     long_tail=long_tail, profile=profile, n_max=n_max, options=source_options)
-    lt = resolve_long_tail(card, long_tail, profile, n_max, seed)
+    lt = resolve_long_tail(card, long_tail, profile, n_max, seed, n_total=n_total, class_order=class_order)
     check_choices(image_size, channels, augment)
     size = image_size or (card.image_size if card else None)
     chans = channels or (card.channels if card else None)
@@ -130,21 +136,34 @@ def resolve_card(spec: str) -> Card | None:
 
 
 def resolve_long_tail(card: Card | None, long_tail: float | None, profile: str | None, n_max: int | None,
-                      seed: int) -> dict[str, Any] | None:
-    """The long-tail cut to make (None: keep everything), from the card and the overrides; range-checked here."""
+                      seed: int, *, n_total: int | None = None,
+                      class_order: str | list[int] | None = None) -> dict[str, Any] | None:
+    """The long-tail cut to make (None: keep everything), from the card and the overrides (None: the card's);
+    range-checked here. A class order given for data left uncut is an error; a card's own order is dropped when an
+    override (long_tail=1.0) leaves the data uncut."""
     base = dict(card.long_tail) if card is not None and card.long_tail is not None else None
-    if long_tail is None and base is None:
-        if profile is not None or n_max is not None:
-            raise ValueError("profile and n_max need an imbalance factor (long_tail=r); this dataset is balanced")
+    if long_tail is None and base is None and n_total is None:
+        if profile is not None or n_max is not None or class_order not in (None, "label"):
+            raise ValueError("profile, n_max and class_order need an imbalance factor (long_tail=r) or the flat "
+                             "profile's n_total; this dataset is balanced")
         return None
     if isinstance(long_tail, bool) or not isinstance(seed, int):
         raise ValueError(f"long_tail must be a float in (0, 1] and seed an int, got {long_tail!r} and {seed!r}")
     base = base or {}
     lt = {"profile": profile or base.get("profile", "exp"),
-          "imbalance_factor": float(long_tail) if long_tail is not None else float(base["imbalance_factor"]),
+          "imbalance_factor": float(long_tail) if long_tail is not None else float(base.get("imbalance_factor", 1.0)),
           "n_max": n_max if n_max is not None else base.get("n_max"), "seed": seed}
-    check_long_tail(lt["imbalance_factor"], lt["profile"], lt["n_max"])
-    return None if lt["imbalance_factor"] == 1.0 and lt["n_max"] is None else lt
+    total = n_total if n_total is not None else base.get("n_total")
+    order = class_order if class_order is not None else base.get("class_order", "label")
+    check_long_tail(lt["imbalance_factor"], lt["profile"], lt["n_max"], total)
+    check_class_order(order)
+    if lt["imbalance_factor"] == 1.0 and lt["n_max"] is None and total is None:
+        if class_order not in (None, "label"):
+            raise ValueError(f"class_order {class_order!r} orders the classes of a cut, and this one keeps every "
+                             "image: set long_tail < 1, n_max or the flat profile's n_total")
+        return None
+    return {**lt, **({"n_total": total} if total is not None else {}),
+            **({"class_order": order} if order != "label" else {})}
 
 
 def check_split_sizes(card: Card, raw: RawSplits) -> None:
@@ -169,7 +188,8 @@ def assemble(spec: str, card: Card | None, raw: RawSplits, lt: dict[str, Any] | 
     train, test = to_size(train, size), to_size(test, size)
     classes = list(card.classes) if card is not None and card.classes is not None else raw.classes
     labels = raw.train_labels.numpy()
-    cut = (long_tail_indices(labels, lt["imbalance_factor"], lt["profile"], lt["n_max"], lt["seed"], classes)
+    cut = (long_tail_indices(labels, lt["imbalance_factor"], lt["profile"], lt["n_max"], lt["seed"], classes,
+                             n_total=lt.get("n_total"), class_order=lt.get("class_order", "label"))
            if lt else long_tail_indices(labels, 1.0, classes=classes))
     keep = torch.from_numpy(cut.indices)
     if card is not None and card.channels == train.shape[1]:
@@ -181,7 +201,13 @@ def assemble(spec: str, card: Card | None, raw: RawSplits, lt: dict[str, Any] | 
         train_images=train[keep].contiguous(), train_labels=raw.train_labels[keep].contiguous(),
         test_images=test.contiguous(), test_labels=raw.test_labels.contiguous(), train_indices=keep,
         classes=classes, class_counts=cut.class_counts, lt_hash=cut.hash,
-        long_tail=None if lt is None else {**lt, "n_max": lt["n_max"] or int(np.bincount(labels).max())},
+        long_tail=None if lt is None else {**lt, "n_max": lt["n_max"] or largest_class(lt, labels, cut.class_counts)},
         mean=tuple(mean), std=tuple(std), augment=augment or (card.augment if card else raw.augment_hint),
         image_size=size, uncut_train_images=train.contiguous() if lt else None,
         uncut_train_labels=raw.train_labels.contiguous() if lt else None)
+
+
+def largest_class(lt: dict[str, Any], labels: np.ndarray, kept: list[int]) -> int:
+    """The n_max a cut records when none was given: the source's largest class (the scale of the exp and step
+    profiles), or the largest class kept by the flat profile, which has no scale but n_total."""
+    return max(kept) if lt["profile"] == "flat" else int(np.bincount(labels).max())

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Any
 
-from .long_tail import check_long_tail
+from .long_tail import check_class_order, check_long_tail
 
 AUGMENT_RECIPES = ("simclr", "digits", "clip")
 PAIRINGS = ("views", "image_text")
@@ -25,7 +25,9 @@ class Card:
     mean, std:  per-channel normalisation of images scaled to [0, 1].
     augment:    two-view recipe name (see `tempbench.augment`).
     classes:    class names in label order, where the source only knows numbers (IDX files).
-    long_tail:  None, or {"profile": "exp"|"step", "imbalance_factor": r, optionally "n_max": n}.
+    long_tail:  None, or {"profile": "exp"|"step", "imbalance_factor": r, optionally "n_max": n}, or the balanced
+                matched-size cut {"profile": "flat", "n_total": n}; either optionally with "class_order" (which
+                class gets which count: "label", "reversed", "permutation:SEED" or a list of class ids).
     pairing:    "views" (labelled images, two augmented views) or "image_text" (images with captions, CLIP-style);
                 image_text cards count images per split (train/val/test) and take no classes or long tail.
     captions_per_image: image_text cards only: every split image must have exactly this many captions.
@@ -59,11 +61,21 @@ class Card:
             raise ValueError(f"{where}: image_size must be a positive int, got {self.image_size!r}")
         self._check_pairing(where)
         if self.long_tail is not None:
-            unknown = sorted(set(self.long_tail) - {"profile", "imbalance_factor", "n_max"})
-            if unknown:
-                raise ValueError(f"{where}: unknown long_tail key(s) {unknown}")
-            check_long_tail(self.long_tail["imbalance_factor"], self.long_tail.get("profile", "exp"),
-                            self.long_tail.get("n_max"))
+            self._check_long_tail(where, self.long_tail)
+
+    @staticmethod
+    def _check_long_tail(where: str, lt: dict[str, Any]) -> None:
+        unknown = sorted(set(lt) - {"profile", "imbalance_factor", "n_max", "n_total", "class_order"})
+        if unknown:
+            raise ValueError(f"{where}: unknown long_tail key(s) {unknown}")
+        profile = lt.get("profile", "exp")
+        if "imbalance_factor" not in lt and profile != "flat":
+            raise ValueError(f"{where}: long_tail needs imbalance_factor (or profile = \"flat\" with n_total)")
+        try:
+            check_long_tail(lt.get("imbalance_factor", 1.0), profile, lt.get("n_max"), lt.get("n_total"))
+            check_class_order(lt.get("class_order", "label"))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
     def _check_pairing(self, where: str) -> None:
         if self.pairing not in PAIRINGS:

@@ -185,7 +185,8 @@ class Strategy(nn.Module, StrategySpec):
     def tau_bounds(self) -> tuple[float, float]:
         """The interval every temperature this strategy can use lies in. Default: the smallest and largest declared
         τ field, right for a τ that is one of them, moves between them (schedules) or is clamped to them; a rule
-        that leaves them (MACL, TaU) overrides this."""
+        that leaves them (MACL, TaU) overrides this. Tight, the clamp the code applies: result rows count the τ
+        entries sitting at each end (`tau_at_min`, `tau_at_max`)."""
         taus = [getattr(self.config, name) for name in self.tau_hyperparameters]
         if not taus:
             raise NotImplementedError(f"strategy {self.name!r} declares no tau_hyperparameters: override tau_bounds()")

@@ -44,9 +44,9 @@ class Cosine(GlobalTauStrategy):
         return c.tau_min + 0.5 * (c.tau_max - c.tau_min) * (1.0 + math.cos(2.0 * math.pi * clock.epoch_float / period))
 
     @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        """`space`, plus the period as a fraction of the run when its length is known."""
-        space = super().search_space(trial, epochs=epochs)
+    def search_space(cls, trial: Any, *, epochs: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+        """`space`, plus the period as a fraction of the run when its length is known (the batch plays no part)."""
+        space = super().search_space(trial, epochs=epochs, batch_size=batch_size)
         if epochs is not None:
             space["period_epochs"] = epochs * trial.suggest_float("period_fraction", 0.1, 0.5)
         return space

@@ -27,7 +27,9 @@ class Fixed(GlobalTauStrategy):
 
     Config = FixedConfig
     tau_hyperparameters = ("tau",)
-    space = frozen(tau=log_uniform(0.05, 1.0))
+    # brackets SimCLR's CIFAR choices 0.2 and 0.5 and its sweep from 0.05 to 1.0 (Chen et al. 2020), and reaches
+    # below the smallest τ a per-sample views strategy may search (`tau_free`'s τ_eff ~ 0.017 at scale 8)
+    space = frozen(tau=log_uniform(0.01, 1.0))
     grid = frozen(tau=(0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0))
 
     def tau_at(self, clock: Clock) -> float:
@@ -51,5 +53,7 @@ class FixedImageText(Fixed):
     L = ½[mean_i −log softmax_j(S_ij/τ)_i + mean_i −log softmax_j(S_ji/τ)_i]; the positive is in each denominator."""
 
     Config = FixedImageTextConfig
-    space = frozen(tau=log_uniform(0.005, 0.2))  # CLIP's scale: τ ~ 0.01
+    # CLIP's scale: brackets the iSogCLR authors' 0.01 and OpenCLIP's 0.07 start, and reaches below the smallest τ_min
+    # a per-sample image_text strategy may search (0.003: `isogclr`, `dystress`, `tau_uncertainty`'s t)
+    space = frozen(tau=log_uniform(0.002, 0.2))
     grid = frozen(tau=(0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1))

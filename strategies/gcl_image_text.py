@@ -1,9 +1,11 @@
 """`ImageTextGCL`: what the image–text strategies built on the global contrastive loss share (`sogclr`, `isogclr`
 and `rgclg` with pairing "image_text"): the moving averages log u of both sides, the γ schedule and the first-visit
-rule (README.md, `sogclr` (image_text))."""
+rule (README.md, `sogclr` (image_text)); and the top of a searched ρ, just below log(B − 1) (`rho_ceiling`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -12,7 +14,28 @@ from torch import Tensor
 from .base import Clock, StepOut, Strategy, rows_of, set_rows
 from .bimodal_losses import GAMMA_SCHEDULES, BimodalGCLStep, gamma_at, gcl_step, similarity
 from .losses import FIRST_VISIT_RULES
-from .spec import check_choice, check_range
+from .spec import Range, check_choice, check_range
+
+ASSUMED_BATCH = 512  # the global batch a ρ range assumes when the run's is unknown: the iSogCLR authors' (2 × 256)
+RHO_MARGIN = 0.1  # nats from a ρ range's top to log(B − 1): the iSogCLR authors ran 0.24 below, FastCLIP-v2 0.07 above
+
+
+def rho_ceiling(batch_size: int | None) -> float:
+    """The top of a searched ρ range, log(B − 1) − `RHO_MARGIN`, B the run's global batch (`ASSUMED_BATCH` when None):
+    a softmax over B − 1 negatives is at most log(B − 1) from uniform in KL, so a ρ at or above it walks every τ to
+    τ_min (README.md, `isogclr` (image_text)). 6.14 at B = 512, 4.74 at 128."""
+    batch = ASSUMED_BATCH if batch_size is None else batch_size
+    if batch < 3:
+        raise ValueError(f"batch_size must be >= 3 to search rho below log(batch_size - 1), got {batch_size}")
+    return math.log(batch - 1) - RHO_MARGIN
+
+
+def suggest_below_rho_ceiling(trial: Any, space: Mapping[str, Range], batch_size: int | None) -> dict[str, Any]:
+    """`space` suggested by `trial` as `StrategySpec.search_space` does, but with ρ's range ending at
+    `rho_ceiling(batch_size)` (and starting at most halfway up to it, for small batches)."""
+    top = rho_ceiling(batch_size)
+    ranges = {name: Range(min(r.low, top / 2), top, r.log) if name == "rho" else r for name, r in space.items()}
+    return {name: trial.suggest_float(name, r.low, r.high, log=r.log) for name, r in ranges.items()}
 
 
 def check_moving_average(config: Any) -> None:

@@ -52,6 +52,7 @@ class ISogCLR(Strategy):
     per_sample_state = True
     per_sample_tau = True
     tau_hyperparameters = ("tau_init", "tau_min", "tau_max")
+    shares_estimator_with = "sogclr"  # the same moving-average u_i with one global τ: its τ-matched control
     presets = frozen(
         authors=ISogCLRConfig(),  # the defaults
         libauc=ISogCLRConfig(tau_init=0.1, tau_min=0.05, tau_max=0.7, rho=0.3, eta=0.01, beta=0.9, gamma=0.9,

@@ -5,12 +5,13 @@ robust optimisation of the robust global contrastive loss (Qiu et al., ICML 2023
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .base import Clock, StepOut, rows_of, set_rows
-from .gcl_image_text import ImageTextGCL, check_moving_average
+from .gcl_image_text import ImageTextGCL, check_moving_average, rho_ceiling, suggest_below_rho_ceiling
 from .losses import momentum_tau_step
 from .registry import register_strategy
 from .spec import check_range, frozen, log_uniform, uniform
@@ -57,6 +58,7 @@ class ISogCLRImageText(ImageTextGCL):
     Config = ISogCLRImageTextConfig
     per_sample_tau = True
     tau_hyperparameters = ("tau_init", "tau_min", "tau_max")
+    shares_estimator_with = "sogclr"  # the same moving-average u_i with one global τ: its τ-matched control
     presets = frozen(
         default=ISogCLRImageTextConfig(),  # the defaults: the authors' CC3M recipe, ρ rescaled to B = 128
         # exactly the authors' CC3M recipe (README, run_sogclrdro.sh): pins τ at τ_min for batches below ~400
@@ -65,10 +67,20 @@ class ISogCLRImageText(ImageTextGCL):
         libauc=ISogCLRImageTextConfig(tau_init=0.01, tau_min=0.005, tau_max=0.05, rho=6.0, eta=0.01, beta=0.9,
                                       gamma=0.9, grad_clip=None, first_visit="batch"),
     )
-    # ρ up to 4.5 keeps below log(B − 1) for batches of 128 and more
-    space = frozen(rho=uniform(1.0, 4.5), tau_init=log_uniform(0.005, 0.1), eta=log_uniform(1e-3, 0.1),
+    # ρ: up to just below log(B − 1) of the run's batch (`search_space`; here at B = 512, which holds the authors'
+    # and LibAUC's 6.0 and the default's 4.0). The τ ranges are disjoint, so τ_min <= τ_init <= τ_max at every
+    # point: τ_min brackets the authors' and LibAUC's 0.005 and FastCLIP-v2's 0.01; τ_init their 0.01 and
+    # FastCLIP-v2's 0.03; τ_max LibAUC's 0.05, its example's 0.07 and the authors' and FastCLIP-v2's 1.0.
+    # η brackets 0.03 (authors) and 0.01 (LibAUC), γ 0.2 (FastCLIP) to 0.9 (LibAUC).
+    space = frozen(rho=uniform(1.0, rho_ceiling(None)), tau_init=log_uniform(0.01, 0.05),
+                   tau_min=log_uniform(0.003, 0.01), tau_max=log_uniform(0.05, 1.0), eta=log_uniform(1e-3, 0.1),
                    gamma=uniform(0.2, 1.0))
     grid = frozen(rho=(1.0, 2.0, 3.0, 3.5, 4.0, 4.5), tau_init=(0.01, 0.03, 0.07))
+
+    @classmethod
+    def search_space(cls, trial: Any, *, epochs: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+        """`space` with ρ's range ending just below log(B − 1) of the run's global batch B (`rho_ceiling`)."""
+        return suggest_below_rho_ceiling(trial, cls.space, batch_size)
 
     def __init__(self, num_samples: int, config: ISogCLRImageTextConfig) -> None:
         super().__init__(num_samples, config)

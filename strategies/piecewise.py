@@ -73,9 +73,9 @@ class StepSchedule(GlobalTauStrategy):
         return (min(taus), max(taus))
 
     @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
+    def search_space(cls, trial: Any, *, epochs: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
         """The first and last τ, at the default milestones' epochs (0, E/2, 3E/4); the middle τ is their geometric
-        mean. Depends on the run's length E = `epochs`, so it cannot be a `space` declaration."""
+        mean. Depends on the run's length E = `epochs` (not on the batch), so it cannot be a `space` declaration."""
         e = epochs if epochs is not None else 1
         start = trial.suggest_float("tau_first", 0.2, 1.0, log=True)
         end = trial.suggest_float("tau_last", 0.05, 0.2, log=True)

@@ -101,7 +101,8 @@ class StrategySpec:
     - `space`: name -> `uniform`/`log_uniform` range, what `search_space` suggests, in this order;
     - `grid`: name -> values, what `search_grid` returns (paper-style "accuracy vs hyperparameter" curves).
 
-    A space that depends on the run's length (a schedule's period, milestones) overrides `search_space` instead.
+    A space that depends on the run's length (a schedule's period, milestones) or on its global batch (a ρ below
+    log(B − 1)) overrides `search_space` instead.
     """
 
     name: ClassVar[str] = ""  # set by `register_strategy`
@@ -112,6 +113,9 @@ class StrategySpec:
     build_options: ClassVar[tuple[str, ...]] = ()  # keywords besides the Config fields; "preset" when presets exist
     space: ClassVar[Mapping[str, Range]] = frozen()
     grid: ClassVar[Mapping[str, tuple[Any, ...]]] = frozen()
+    # the global-τ strategy with this one's estimator (isogclr: sogclr), trained at its achieved median τ as the
+    # τ-matched control that separates the individual τ from the estimator (`[controls] tau_matched` of a suite)
+    shares_estimator_with: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -181,8 +185,12 @@ class StrategySpec:
             _RECORDED_RANGES.reset(token)
 
     @classmethod
-    def search_space(cls, trial: Any, *, epochs: int | None = None) -> dict[str, Any]:
-        """Hyperparameters suggested by an Optuna `trial` from `space` (keyword arguments for `create_strategy`)."""
+    def search_space(cls, trial: Any, *, epochs: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+        """Hyperparameters suggested by an Optuna `trial` from `space` (keyword arguments for `create_strategy`).
+
+        `epochs` (the run's length) and `batch_size` (its global batch) are for overrides whose ranges depend on
+        them; None means unknown (a ρ that must stay below log(B − 1) then assumes B = 512:
+        `gcl_image_text.rho_ceiling`)."""
         return {name: trial.suggest_float(name, r.low, r.high, log=r.log) for name, r in cls.space.items()}
 
     @classmethod

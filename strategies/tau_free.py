@@ -20,8 +20,10 @@ from .registry import register_strategy
 from .spec import check_range, frozen, log_uniform
 
 # s is clamped to [−1 + ε, 1 − ε] before atanh: atanh(±1) = ±∞ (the self-similarity, duplicates), and bf16/fp32 round
-# 0.9999999 to 1. At ε = 1e-6, |atanh| <= 7.25 (|ℓ| <= 14.5 at scale 2); the clamp zeroes the gradient beyond it.
-CLAMP_EPS = 1e-6
+# 0.9999999 to 1. At ε ≈ 1e-6, |atanh| <= 7.25 (|ℓ| <= 14.5 at scale 2); the clamp zeroes the gradient beyond it.
+# ε = 17·2⁻²⁴ ≈ 1.013e-6: float32 rounds 1 − 1e-6 to 1 − ε, so float32 runs clamp where they always did, and 1 − ε
+# being exact in float32, `tau_bounds()` (float64) is the τ_eff float32 state holds at the clamp (at 1e-6: 9e-4 off).
+CLAMP_EPS = 17 * 2.0**-24
 
 
 def _ratio_at_clamp() -> float:

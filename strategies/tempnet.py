@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Clock, StepOut, Strategy, set_rows
-from .gcl_image_text import ImageTextGCL, check_moving_average
+from .gcl_image_text import ImageTextGCL, check_moving_average, rho_ceiling, suggest_below_rho_ceiling
 from .losses import FIRST_VISIT_RULES, global_contrastive_step
 from .registry import register_strategy
 from .spec import check_choice, check_range, frozen, log_uniform, uniform
@@ -180,8 +180,16 @@ class TempNetImageText(TempNetBase, ImageTextGCL):
         default=TempNetImageTextConfig(),  # ρ rescaled to B = 128
         authors=TempNetImageTextConfig(rho=7.0),  # their script's ρ, for a gathered batch of 2048
     )
-    space = frozen(rho=uniform(1.0, 4.5), tau_lr=log_uniform(3e-6, 3e-4), gamma=uniform(0.2, 1.0))
+    # ρ: up to just below log(B − 1) of the run's batch (`search_space`; here at B = 512, which holds the default's
+    # 4.2; the authors' 7.0 is inside from B ≈ 1200, e.g. their gathered 2048). tau_lr brackets their argparse 6e-6 and
+    # script 3e-5; γ their 0.8. τ_min, τ_max are not searched (README.md, "Search spaces").
+    space = frozen(rho=uniform(1.0, rho_ceiling(None)), tau_lr=log_uniform(3e-6, 3e-4), gamma=uniform(0.2, 1.0))
     grid = frozen(rho=(2.0, 3.0, 3.5, 4.2, 4.5), tau_lr=(6e-6, 3e-5, 1e-4))
+
+    @classmethod
+    def search_space(cls, trial: Any, *, epochs: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+        """`space` with ρ's range ending just below log(B − 1) of the run's global batch B (`rho_ceiling`)."""
+        return suggest_below_rho_ceiling(trial, cls.space, batch_size)
 
     def anchor_temperatures(self, z_img: Tensor, z_txt: Tensor, clock: Clock) -> tuple[Tensor, dict[str, Tensor]]:
         """(B, 2) τ with the networks' graph, and each network's prototype shift (cross-modal features)."""

@@ -162,6 +162,9 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", action="append", default=None, metavar="NAME",
                    help="a metric column (repeatable; unset: the registry's leaderboard metrics; `tempbench "
                         "metrics` lists them)")
+    p.add_argument("--primary-metric", default=None, metavar="NAME",
+                   help="the metric declared before the runs (a suite's primary_metric): Holm corrects its Δ only, "
+                        "the other metrics' p are exploratory (unset: Holm over every Δ of each metric)")
     add_figures(p)
     add_json(p)
 

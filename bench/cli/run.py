@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import torch
 
 from tempbench.config import Suite, check_names, load_suite, merge_flags, parse_literal, run_setting_names
-from tempbench.leaderboard import build_leaderboard
+from tempbench.leaderboard import build_leaderboard, read_rulesets
 from tempbench.leaderboard.rows import check_rows_file
 from tempbench.study.grid_sweep import SweepJob
 from tempbench.study.storage import redact
 from tempbench.study.sweep import Swept, choose_study, sweep_folder, sweep_storage
 from tempbench.study.trial import process_tracker
+from tempbench.study.tuning import (
+    TuningPlan,
+    rulesets_record,
+    tau_matched_configs,
+    tuned_configs,
+    unique_runs,
+    write_record,
+)
 from tempbench.tracking import RunHandle, Tracker, open_run
 from tempbench.train.threads import suite_threads, suite_workers
 from tempbench.util import check_output_folder, write_atomic
@@ -51,13 +61,15 @@ def main(args: argparse.Namespace) -> int:
     variants = f" + {len(suite.variants)} variants" if suite.variants else ""
     note(f"suite {suite.name}: {len(suite.strategies)} strategies{variants} × {len(suite.datasets)} datasets × "
          f"{len(seeds or suite.seeds)} seeds = {len(configs)} runs -> {out}, {describe_workers(devices, configs)}")
+    plan = TuningPlan.of(suite, settings) if suite.tuning is not None else None  # resolved before any training too
     tracker, start = process_tracker(not args.no_tracking, args.tracking_uri, str(out)), time.perf_counter()
     params = {"suite": suite.name, "datasets": ",".join(suite.datasets), "strategies": ",".join(suite.strategies)}
     with open_run(tracker, f"suite {suite.name}", params, tags={"tempbench.kind": "suite"},
                   key=sweep_key(args, suite, out)) as parent:
-        swept = sweep_suite(args, suite, configs, out, parent, devices)
+        swept = sweep_rulesets(args, suite, configs, plan, settings, seeds or suite.seeds, out, parent, devices)
         board = build_leaderboard(swept.rows, out, source=f"tempbench run --suite {suite.name}",
-                                  figures=not args.no_figures)
+                                  figures=not args.no_figures, rulesets=read_rulesets(out),
+                                  primary_metric=suite.primary_metric)
         log_sweep_artifacts(tracker, parent, suite, out, board.files)
     counts = {"trained": swept.trained, "skipped": swept.skipped}
     if args.json:
@@ -78,13 +90,55 @@ def suite_settings(args: argparse.Namespace, suite: Suite) -> dict[str, Any]:
     return {**settings, "threads": suite_threads(settings.get("threads", suite.run.get("threads", 0)))}
 
 
+def sweep_rulesets(args: argparse.Namespace, suite: Suite, configs: list, plan: TuningPlan | None,
+                   settings: dict[str, Any], seeds: Sequence[int], out: Path, parent: RunHandle,
+                   devices: list[str | None]) -> Swept:
+    """The suite's runs in up to three sweeps, each resumable and shared like any other: with a [tuning] table,
+    every strategy's design points at the tuning seeds (in DIR/tuning, scored on validation data only); then the
+    reporting runs, the defaults ruleset's and each strategy's val-best choice; then, with [controls] tau_matched,
+    `fixed` and the same-estimator global τ at each listed strategy's achieved median τ. The record
+    (rulesets.json, and tuning.csv with every trial) is written beside runs.csv before the leaderboard."""
+    choices, tuned, trials = [], [], None
+    if plan is not None:
+        note(f"tuning: {len(plan.points)} design points ({plan.tuning.trials} per strategy and dataset) × "
+             f"{len(plan.tuning.seeds)} tuning seeds = {len(plan.configs)} runs scored on {plan.tuning.metric} "
+             f"-> {out / 'tuning'}")
+        tuning_rows = sweep_suite(args, suite, plan.configs, out / "tuning", parent, devices, phase="tuning").rows
+        choices, trials = plan.choose(tuning_rows), plan.trials_table(tuning_rows)
+        for choice in choices:
+            edges = f"; at the edge of its range: {', '.join(choice.edges)}" if choice.edges else ""
+            note(f"tuned {choice.strategy} on {choice.dataset}: point {choice.point} of {choice.trials}, "
+                 f"{choice.metric} {choice.value:.2f}{edges}")
+        tuned = tuned_configs(suite, choices, seeds, settings)
+    reporting = unique_runs([*configs, *tuned])
+    swept = sweep_suite(args, suite, reporting, out, parent, devices)
+    record = rulesets_record(suite, configs, choices, tuned)
+    if suite.tau_matched:
+        cells: dict[tuple[str, str], str] = {}  # the strategy's tuned cell, else its first (not a variant's)
+        for c in [*tuned, *configs]:
+            if c.strategy in suite.tau_matched:
+                cells.setdefault((c.dataset, c.strategy), c.hash())
+        controls, matched = tau_matched_configs(suite, cells, swept.rows, seeds, settings, choices)
+        for m in matched:
+            note(f"τ-matched controls of {m.strategy} on {m.dataset}: its achieved median τ is {m.tau:.4g}")
+        extra = sweep_suite(args, suite, unique_runs(controls), out, parent, devices, phase="controls")
+        record = rulesets_record(suite, configs, choices, tuned, matched)
+        swept = Swept(swept.trained + extra.trained, swept.skipped + extra.skipped,
+                      pd.concat([swept.rows, extra.rows], ignore_index=True))
+    if plan is not None or suite.tau_matched:
+        write_record(out, record, trials)
+    return swept
+
+
 def sweep_suite(args: argparse.Namespace, suite: Suite, configs: list, out: Path, parent: RunHandle,
-                devices: list[str | None]) -> Swept:
+                devices: list[str | None], phase: str = "suite") -> Swept:
     """The suite on the folder's sweep (the journal file in DIR, or --storage), one worker per device; --rerun
-    starts the sweep's next generation, which trains every run again."""
+    starts the sweep's next generation, which trains every run again. `phase` names the sweep (`suite-NAME`,
+    `tuning-NAME`, `controls-NAME`; with --study, `STUDY` and `STUDY-tuning`, ...)."""
     out.mkdir(parents=True, exist_ok=True)
     storage = sweep_storage(args.storage, out)
-    study = choose_study(storage, args.study or f"suite-{suite.name}", configs, rerun=args.rerun)
+    name = (args.study if phase == "suite" else f"{args.study}-{phase}") if args.study else f"{phase}-{suite.name}"
+    study = choose_study(storage, name, configs, rerun=args.rerun)
     if study.changed:
         note(f"the suite changed since its sweep in {out} ran: a new sweep {study.name!r}, reusing every run "
              "runs.csv holds")

@@ -26,7 +26,7 @@ from typing import Any
 
 import optuna
 
-from tempbench.config import merge_flags, parse_literal, resolve_pairing, resolve_run_config
+from tempbench.config import RunConfig, merge_flags, parse_literal, resolve_pairing, resolve_run_config
 from tempbench.eval import get_metric, list_metrics
 from tempbench.pairings import Pairing
 from tempbench.strategies import Strategy
@@ -133,6 +133,7 @@ def _study(args: argparse.Namespace, plan: Plan, name: str, study_name: str, gri
     job = make_job(plan.classes[name], make_trial_fn(args, plan, parent_run_id), n_trials=_trials(args), grid=args.grid,
                    storage=args.storage, study_name=study_name, out_dir=output_dir(args), seed=args.seed,
                    epochs=args.epochs, workers=args.workers, grid_values=grid_values, metric=args.metric,
+                   batch_size=plan.settings.get("batch_size", RunConfig.__dataclass_fields__["batch_size"].default),
                    test_metric=test_metric_for(args.metric), goal=args.goal, prune=args.prune,
                    heartbeat=args.heartbeat,
                    extra_space=LogUniformSpace("lr", *args.lr_range) if args.lr_range else None)

@@ -65,6 +65,11 @@ def _register_builtins() -> None:
                            "mean over entries (NaN without per-sample state)", compute=None, unit=""))
     register_metric(Metric("state_visits_min", "min visits", "updates of the least-visited state entry over the run",
                            compute=None, unit=""))
+    # the τ-at-its-bounds control: a per-sample τ pinned at a bound is a global τ at that bound
+    register_metric(Metric("tau_at_min", "share at τ_min", "share of the per-sample τ entries at the strategy's τ_min "
+                           "at the end of training (NaN without a per-sample τ)", compute=None, unit=""))
+    register_metric(Metric("tau_at_max", "share at τ_max", "share of the per-sample τ entries at the strategy's τ_max "
+                           "at the end of training (NaN without a per-sample τ)", compute=None, unit=""))
 
 
 _register_builtins()

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -28,12 +31,13 @@ def group_columns(rows: pd.DataFrame) -> list[str]:
     return []
 
 
-def format_groups(rows: pd.DataFrame) -> str:
-    """The Markdown section (nothing when the rows hold no group metrics, e.g. image–text runs)."""
+def format_groups(rows: pd.DataFrame, rulesets: Mapping[str, Any] | None = None) -> str:
+    """The Markdown section (nothing when the rows hold no group metrics, e.g. image–text runs); `rulesets` labels
+    the cells as the leaderboard does."""
     columns = group_columns(rows)
     if not columns:
         return ""
-    summary = summarize_rows(rows, columns)
+    summary = summarize_rows(rows, columns, rulesets=rulesets)
     lines = ["", "## Long-tail groups", "",
              "Accuracy on the classes of each group (many: > 100 training images, medium: 20–100, few: < 20; or the "
              "head/mid/tail thirds of the classes by count where a shot group is empty), mean ± 95 % CI over seeds.",

@@ -1,7 +1,8 @@
 """Result rows: one flat dict per run in a CSV (`runs.csv`), appended atomically with the union of the columns, so
 a new metric shows up as a new column and older rows get blanks. Concurrent appends from several processes on one
 machine are serialised by a folder lock; nothing is lost: a row the CSV cannot take is kept as JSON beside it, and
-one no file can take travels up to the command line, which prints it.
+one no file can take travels up to the command line, which prints it. A row of a dirty tree keeps the code it ran
+beside the CSV: its diff against HEAD as `diffs/HASH.diff` (`tempbench.provenance`).
 
 A results file is read strictly: a truncated or corrupt row, or a file that is not UTF-8, is a ValueError naming
 the line at fault (never a row silently padded with blanks, nor rewritten on the next append); a history cell that
@@ -23,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from tempbench.provenance import recorded_diff
 from tempbench.util import ArtifactWarning, RowNotKept, write_atomic
 
 # a row's `history` holds every epoch's numbers (and step losses): 200 epochs pass the csv module's default cell
@@ -31,10 +33,13 @@ csv.field_size_limit(2**31 - 1)
 
 
 def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> Path:
-    """Append one flat row to the CSV at `path` (created if missing), atomically, with the union of the columns."""
+    """Append one flat row to the CSV at `path` (created if missing), atomically, with the union of the columns. A
+    row of a dirty tree (`git_diff_hash`) first gets its diff beside the CSV (`keep_diff`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path.parent):
+        if row.get("git_diff_hash"):
+            keep_diff(path.parent, str(row["git_diff_hash"]), str(row.get("run_id", "?")))
         columns, rows = _read_csv_cells(path)
         columns += [c for c in row if c not in columns]
         rows.append({c: _cell(v) for c, v in row.items()})
@@ -63,6 +68,26 @@ def keep_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> Path:
     return spare
 
 
+def keep_diff(folder: str | os.PathLike[str], diff_hash: str, run: str = "?") -> Path | None:
+    """Write the diff against HEAD that `diff_hash` names (`tempbench.provenance.git_state`) to
+    `folder/diffs/HASH.diff`, atomically, unless it is there already; the file, or None with an `ArtifactWarning`
+    if it could not be written (the run's row is kept all the same: the diff is provenance, not a result)."""
+    target = Path(folder) / "diffs" / f"{diff_hash}.diff"
+    if target.is_file():
+        return target
+    diff = recorded_diff(diff_hash)
+    if diff is None:
+        warnings.warn(f"run {run}: its tree's diff {diff_hash} is not the one this process read, so {target} is not "
+                      f"written; the row says which commit and diff it ran", ArtifactWarning, stacklevel=3)
+        return None
+    try:
+        return write_atomic(target, lambda fh: fh.write(diff), text=False)
+    except OSError as exc:
+        warnings.warn(f"run {run}: could not write its tree's diff to {target} ({exc.strerror or exc}); the row is "
+                      f"kept, the code it ran is not", ArtifactWarning, stacklevel=3)
+        return None
+
+
 class CorruptCellWarning(UserWarning):
     """A cell of a results file that should hold JSON (a run's per-epoch history) does not: the run's other numbers
     are read, what needed that cell (its curves) leaves it out."""
@@ -81,7 +106,10 @@ def read_rows(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise ValueError(f"results file {path} is empty")
     columns, records, lines = _parse_records(path, text)
     _warn_corrupt_histories(path, columns, records, lines)
-    return pd.read_csv(io.StringIO(text))
+    # pandas < 3 parses floats with a fast parser that can be one ulp off; "round_trip" reads back what was written
+    # (pandas 3 does so by default and deprecates the keyword)
+    exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+    return pd.read_csv(io.StringIO(text), **exact)
 
 
 def check_rows_file(path: str | os.PathLike[str]) -> None:

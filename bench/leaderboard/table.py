@@ -12,6 +12,7 @@ column is bold only where its interval separates it from the runner-up.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,8 @@ import pandas as pd
 
 from tempbench.eval import get_metric, list_metrics
 
+from .bootstrap import BOOTSTRAP_SEED, cell_intervals
+from .rulesets import annotate, relabel
 from .stats import holm, mean_ci, paired_test
 
 KEY_COLUMNS = ("strategy", "dataset", "seed", "config_hash")
@@ -26,7 +29,8 @@ BASELINE = "fixed"
 # the seed (it varies within a cell) and execution settings (how, not what, a run computes): never in a label
 IGNORED_IN_LABELS = ("seed", "device", "progress", "log_every", "checkpoint_every", "compile", "eval_backend")
 # summarised, never paired: the τ analytics, and how often each per-sample state entry was updated
-EXTRA_COLUMNS = ("tau_spearman", "tau_image_spearman", "tau_text_spearman", "state_visits_mean", "state_visits_min")
+EXTRA_COLUMNS = ("tau_spearman", "tau_image_spearman", "tau_text_spearman", "state_visits_mean", "state_visits_min",
+                 "tau_at_min", "tau_at_max")
 
 
 def default_metrics(rows: pd.DataFrame) -> list[str]:
@@ -121,14 +125,23 @@ def baselines(rows: pd.DataFrame, settings: dict[str, dict[str, Any]]) -> dict[s
 
 
 # ---- the summary ------------------------------------------------------------------------------------------------
-def summarize_rows(rows: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+def summarize_rows(rows: pd.DataFrame, metrics: list[str] | None = None, *,
+                   rulesets: Mapping[str, Any] | None = None, primary_metric: str | None = None,
+                   bootstrap_reps: int = 0, bootstrap_seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
     """One row per (dataset, cell): label, strategy, seeds, subsets, baseline, and per metric <m>_mean, <m>_ci95,
     <m>_n, and against the baseline <m>_diff, <m>_diff_ci95, <m>_p, <m>_p_holm, <m>_pairs (NaN where there is no
-    baseline or fewer than 2 pairs)."""
+    baseline or fewer than 2 pairs).
+
+    Holm's family is every Δ of one metric, per metric; with `primary_metric` (one of `metrics`, declared before the
+    runs) only that metric's Δ are corrected, and the others' <m>_p_holm are NaN (their p uncorrected: exploratory).
+    `bootstrap_reps` > 0 adds rliable's columns per metric (`bootstrap.cell_intervals`): <m>_boot_lo, <m>_boot_hi
+    and <m>_poi, <m>_poi_lo, <m>_poi_hi, with that many resamples from `bootstrap_seed`; 0 (the default here, for
+    summaries of means only) leaves them out, `build_leaderboard` asks for them."""
     metrics = metrics if metrics is not None else default_metrics(rows)
+    check_primary_metric(primary_metric, metrics)
     rows = check_rows(rows, metrics)
     settings = cell_settings(rows)
-    labels, base = cell_labels(rows, settings), baselines(rows, settings)
+    labels, base = relabel(rulesets, rows, cell_labels(rows, settings), baselines(rows, settings))
     extra = [c for c in EXTRA_COLUMNS if _has_values(rows, c)]
     out = []
     for (dataset, cell), group in rows.groupby(["dataset", "config_hash"], sort=True):
@@ -143,11 +156,38 @@ def summarize_rows(rows: pd.DataFrame, metrics: list[str] | None = None) -> pd.D
             test = paired_test(group.set_index("pair_key")[m], reference[m]) if base[cell] else {}
             for key in ("diff", "diff_ci95", "p", "pairs"):
                 rec[f"{m}_{key}"] = test.get(key, float("nan"))
+            if bootstrap_reps > 0:
+                rec.update(cell_intervals(m, group[m], reference[m] if base[cell] else None, reps=bootstrap_reps,
+                                          seed=bootstrap_seed))
         out.append(rec)
-    summary = pd.DataFrame(out).sort_values(["dataset", "label"], kind="stable").reset_index(drop=True)
-    for m in metrics:
-        summary[f"{m}_p_holm"] = holm(summary[f"{m}_p"].tolist())
+    summary = annotate(pd.DataFrame(out).sort_values(["dataset", "label"], kind="stable").reset_index(drop=True),
+                       rulesets)
+    for m in metrics:  # the declared family only, or every metric's own
+        corrected = primary_metric is None or m == primary_metric
+        summary[f"{m}_p_holm"] = holm(summary[f"{m}_p"].tolist()) if corrected else float("nan")
     return summary
+
+
+def check_primary_metric(primary_metric: str | None, metrics: list[str]) -> None:
+    """A ValueError unless `primary_metric` is None or a registered metric among the leaderboard's `metrics`."""
+    if primary_metric is None:
+        return
+    get_metric(primary_metric)  # unknown -> ValueError with a did-you-mean
+    if primary_metric not in metrics:
+        raise ValueError(f"primary metric {primary_metric!r} is not one of the leaderboard's metrics "
+                         f"({', '.join(metrics)}): add it with --metric")
+
+
+def leaderboard_metrics(rows: pd.DataFrame, metrics: list[str] | None, primary_metric: str | None) -> list[str]:
+    """The metrics a leaderboard shows: `metrics` as given, else the registry's that the rows report
+    (`default_metrics`) and the declared primary metric where the rows report it but the registry shows it by
+    default only on request."""
+    if metrics is not None:
+        return metrics
+    shown = default_metrics(rows)
+    if primary_metric is not None and primary_metric not in shown and _has_values(rows, primary_metric):
+        shown.append(primary_metric)
+    return shown
 
 
 def separated_best(table: pd.DataFrame, metric: str) -> Any:

@@ -55,14 +55,20 @@ class ViewsPairing(Pairing):
     study_settings: ClassVar[dict[str, Any]] = {"val_fraction": 0.1}
 
     def data_settings(self, card: Card | None, settings: dict[str, Any]) -> dict[str, Any]:
-        """The long-tail cut (imbalance factor, profile, n_max) and image size: the user's, else the card's. A
-        source string without a card is uncut, at its own image size."""
+        """The long-tail cut (imbalance factor, profile, n_max, the flat profile's n_total, class order) and image
+        size: the user's, else the card's. The card's class order applies only where the data is cut (so
+        long_tail=1.0 on an ordered card is its balanced dataset). A source string without a card is uncut, at its
+        own image size."""
         lt = dict(card.long_tail or {}) if card is not None else {}
         long_tail = settings.get("long_tail") or float(lt.get("imbalance_factor", 1.0))
         n_max = settings.get("n_max", lt.get("n_max"))
-        cut = long_tail < 1.0 or n_max is not None
+        n_total = settings.get("n_total", lt.get("n_total"))
+        cut = long_tail < 1.0 or n_max is not None or n_total is not None
         profile = settings.get("long_tail_profile") or (lt.get("profile", "exp") if cut else None)
-        return {"long_tail": long_tail, "long_tail_profile": profile, "n_max": n_max,
+        order = settings.get("class_order")
+        order = order if order is not None else lt.get("class_order", "label") if cut else "label"
+        return {"long_tail": long_tail, "long_tail_profile": profile, "n_max": n_max, "n_total": n_total,
+                "class_order": order,
                 "image_size": settings.get("image_size") or (card.image_size if card is not None else None)}
 
     def check(self, config: RunConfig) -> None:
@@ -81,9 +87,11 @@ class ViewsPairing(Pairing):
                              "augment their images instead")
 
     def load(self, config: RunConfig) -> ImageDataset:
-        """The labelled dataset with the config's long-tail cut (imbalance factor, profile, n_max, subset seed)."""
+        """The labelled dataset with the config's long-tail cut (imbalance factor, profile, n_max, n_total, class
+        order, subset seed)."""
         return load_dataset(config.dataset, long_tail=config.long_tail, image_size=config.image_size,
-                            seed=config.subset_seed, profile=config.long_tail_profile, n_max=config.n_max)
+                            seed=config.subset_seed, profile=config.long_tail_profile, n_max=config.n_max,
+                            n_total=config.n_total, class_order=config.class_order)
 
     def training_data(self, config: RunConfig, data: ImageDataset, device: torch.device) -> TrainData:
         """The training images that remain after the stratified hold-out, on `device`; one state entry per image."""

@@ -123,11 +123,13 @@ def make_pruner(prune: bool) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)  # epoch 0 is mostly noise
 
 
-def search_distributions(space_fn: Any, epochs: int | None, extra_space: Any = None) -> dict[str, BaseDistribution]:
+def search_distributions(space_fn: Any, epochs: int | None, extra_space: Any = None,
+                         batch_size: int | None = None) -> dict[str, BaseDistribution]:
     """The distributions a strategy's `search_space` (plus `extra_space`) suggests, found by running it once on a
-    throwaway in-memory trial: QMCSampler needs the space before the first trial."""
+    throwaway in-memory trial: QMCSampler needs the space before the first trial. `batch_size`, the run's global
+    batch (ρ ranges end below log(B − 1)), is passed only when given, so a `space_fn` that binds it already keeps it."""
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    space_fn(trial, epochs=epochs)
+    space_fn(trial, epochs=epochs, **({} if batch_size is None else {"batch_size": batch_size}))
     if extra_space is not None:
         extra_space(trial)
     return dict(trial.distributions)

@@ -90,6 +90,7 @@ class StudyJob:
     grid: dict[str, dict[str, list]] | None = None  # {"strategy": grid, "optim": grid}; None = no grid
     seed: int = 0
     epochs: int | None = None
+    batch_size: int | None = None  # the runs' global batch: ρ ranges end below log(B − 1) (None: 512 assumed)
     direction: str = "maximize"
     goal: str = "sensitivity"
     prune: bool = False
@@ -152,7 +153,7 @@ def make_job(strategy: str | type[Strategy], trial_fn: TrialFn, *, n_trials: int
     if full_grid is not None:
         job.extra_space = None
     elif job.goal == "sensitivity":
-        job.space = search_distributions(cls.search_space, job.epochs, job.extra_space)
+        job.space = search_distributions(cls.search_space, job.epochs, job.extra_space, batch_size=job.batch_size)
     job.attrs = {"strategy": strategy, "mode": "grid" if grid else job.goal, "direction": job.direction,
                  "grid": full_grid, "metric": job.metric, "test_metric": job.test_metric,
                  "sampler": describe_sampler(job.goal, grid, job.seed, job.prune or job.pruner is not None)}
@@ -281,7 +282,7 @@ def _sample_params(trial: Any, job: StudyJob) -> dict[str, Any]:
     if job.grid is not None:
         return {part: {name: trial.suggest_categorical(name, values) for name, values in grid.items()}
                 for part, grid in job.grid.items()}
-    space = job.strategy_class.search_space(trial, epochs=job.epochs)
+    space = job.strategy_class.search_space(trial, epochs=job.epochs, batch_size=job.batch_size)
     return {"strategy": space, "optim": job.extra_space(trial) if job.extra_space else {}}
 
 

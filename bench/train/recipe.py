@@ -35,7 +35,7 @@ from tempbench.tracking import NullTracker, Tracker
 
 from .checkpoint import restore_setup, save_setup
 from .optim import build_optimizer, build_scheduler, scaled_lr
-from .row import build_row, final_metrics, run_id, run_name, run_tags, tracked_params, write_artifacts
+from .row import build_row, final_metrics, run_id, run_name, run_tags, tau_at_bounds, tracked_params, write_artifacts
 from .threads import calibrated_threads
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
@@ -257,15 +257,17 @@ def _sync_and_check(bar: Any, first_bad: Tensor, loss: Tensor, out: StepOut, epo
 
 def epoch_metrics(setup: Setup, mean_loss: float, out: StepOut, elapsed: float) -> dict[str, Any]:
     """Per-epoch numbers: loss, learning rate, throughput (2B inputs a step), τ over all training samples (mean,
-    range, quantiles) over the entries state can hold (`Pairing.state_entries`), the strategy's own logs of the
-    epoch's last batch (prefixed `batch_`), then the pairing's own τ analytics (views: `tau_by_class`)."""
+    range, quantiles, the shares at its bounds `tau_at_min`/`tau_at_max`) over the entries state can hold
+    (`Pairing.state_entries`), the strategy's own logs of the epoch's last batch (prefixed `batch_`), then the
+    pairing's own τ analytics (views: `tau_by_class`)."""
     cfg = setup.config
     tau = cfg.pairing.state_entries(setup.train, setup.strategy.temperatures().float())  # image_text: both sides
     q = torch.quantile(tau, torch.tensor(TAU_QUANTILES, device=tau.device)).tolist()
     metrics: dict[str, Any] = {"loss": float(mean_loss), "lr": float(setup.scheduler.get_last_lr()[0]),
                                "views_per_s": 2 * cfg.batch_size * setup.steps_per_epoch / elapsed,
                                "tau_mean": float(tau.mean()), "tau_min": float(tau.min()), "tau_max": float(tau.max()),
-                               **{f"tau_q{round(100 * p)}": v for p, v in zip(TAU_QUANTILES, q)}}
+                               **{f"tau_q{round(100 * p)}": v for p, v in zip(TAU_QUANTILES, q)},
+                               **tau_at_bounds(setup.strategy, tau)}
     for key, value in out.logs.items():
         metrics.setdefault(f"batch_{key}", float(value))
     return {**metrics, **cfg.pairing.epoch_fields(setup, tau)}

@@ -11,11 +11,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from tempbench.config import EXECUTION_SETTINGS, RunConfig
 from tempbench.eval import list_metrics
-from tempbench.provenance import device_name, git_commit, package_versions
+from tempbench.provenance import device_name, git_commit, git_state, package_versions
+from tempbench.strategies import Strategy
 from tempbench.tracking import Tracker
-from tempbench.util import ArtifactWarning, FewVisitsWarning, slug
+from tempbench.util import ArtifactWarning, FewVisitsWarning, TauAtBoundWarning, slug
 
 
 def run_id(config: RunConfig) -> str:
@@ -36,9 +40,11 @@ def build_row(setup: Any, history: list[dict[str, Any]], metrics: dict[str, Any]
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "image_size": data.image_size,
         **metrics,
         "final_loss": last.get("loss", float("nan")), "final_knn_monitor": last.get("knn_monitor", float("nan")),
-        "tau_mean": last.get("tau_mean", float("nan")), **visit_fields(setup), "history": json.dumps(history),
+        "tau_mean": last.get("tau_mean", float("nan")), **visit_fields(setup), **tau_bound_fields(setup),
+        "history": json.dumps(history),
         **times, "device": device_name(setup.device), "versions": json.dumps(package_versions()),
-        "git_commit": git_commit(), "config_hash": cfg.hash(), "config": json.dumps(cfg.to_dict()),
+        "git_commit": git_commit(), "git_dirty": git_state().dirty, "git_diff_hash": git_state().diff_hash,
+        "config_hash": cfg.hash(), "config": json.dumps(cfg.to_dict()),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -63,6 +69,44 @@ def visit_fields(setup: Any) -> dict[str, float]:
                       f"settled in under {MIN_MEAN_VISITS} updates: train longer (for image–caption data, "
                       f"epoch_by='pairs' visits every pair each epoch)", FewVisitsWarning, stacklevel=2)
     return {"state_visits_mean": mean, "state_visits_min": least}
+
+
+BOUND_RTOL = 1e-6  # a τ within this relative distance of a bound sits at it (float32 state rounds the bound itself)
+MOST_AT_BOUND = 0.5  # a larger share of the τ entries at one bound, and the run is a global τ there in disguise
+
+
+def share_at(tau: Tensor, bound: float, rtol: float = BOUND_RTOL) -> float:
+    """The share (0..1) of the entries of `tau` (any shape) within relative `rtol` of `bound`; an infinite bound
+    counts the entries equal to it. NaN for an empty tensor."""
+    tau = tau.detach().double()
+    return float(torch.isclose(tau, torch.full_like(tau, bound), rtol=rtol, atol=0.0).double().mean())
+
+
+def tau_at_bounds(strategy: Strategy, tau: Tensor) -> dict[str, float]:
+    """`tau_at_min`, `tau_at_max`: the share of the τ entries `tau` (the strategy's, over the entries its state can
+    hold) at each end of `strategy.tau_bounds()` (`share_at`); NaN for a strategy without per-sample τ, whose one τ
+    sits at a bound by design or not at all."""
+    if not strategy.per_sample_tau:
+        return {"tau_at_min": float("nan"), "tau_at_max": float("nan")}
+    low, high = strategy.tau_bounds()
+    return {"tau_at_min": share_at(tau, low), "tau_at_max": share_at(tau, high)}
+
+
+def tau_bound_fields(setup: Any) -> dict[str, float]:
+    """`tau_at_bounds` of the finished run's τ over the entries its state can hold (`Pairing.state_entries`, as
+    `visit_fields`: for image_text both columns). More than `MOST_AT_BOUND` of them at one bound gets a
+    `TauAtBoundWarning` (the row is kept): the per-sample strategy ran as a global τ at that bound."""
+    strategy = setup.strategy
+    fields = tau_at_bounds(strategy, setup.pairing.state_entries(setup.train, strategy.temperatures()))
+    if strategy.per_sample_tau:
+        shares = (fields["tau_at_min"], fields["tau_at_max"])
+        for name, share, bound in zip(("τ_min", "τ_max"), shares, strategy.tau_bounds()):
+            if share > MOST_AT_BOUND:  # one warning: with τ_min = τ_max both shares are the same entries
+                warnings.warn(f"{setup.config.strategy}: {100 * share:.0f} % of its τ_i ended at {name} = {bound:g}: "
+                              f"it behaves like a global τ of {bound:g}; compare with fixed at τ = {bound:g}",
+                              TauAtBoundWarning, stacklevel=2)
+                break
+    return fields
 
 
 # ---- tracking -------------------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ import torch
 import tempbench.datasets.locations as locations
 from tempbench.datasets import get_card, list_cards, load_dataset
 
-SHIPPED = ["cifar10", "cifar10-lt", "cifar100", "cifar100-lt", "digits", "digits-lt", "fashion-mnist",
-           "fashion-mnist-lt", "flickr8k", "flickr8k-128"]
+SHIPPED = ["cifar10", "cifar10-lt", "cifar100", "cifar100-lt", "digits", "digits-lt", "digits-lt-perm1",
+           "digits-lt-reversed", "digits-matched", "fashion-mnist", "fashion-mnist-lt", "flickr8k", "flickr8k-128"]
+CUT = ("-lt", "-lt-perm1", "-lt-reversed", "-matched")  # the cards whose training split is cut
 
 
 def test_every_card_ships_and_reads() -> None:
@@ -21,7 +22,7 @@ def test_every_card_ships_and_reads() -> None:
         card = get_card(name)
         assert card.name == name and card.source and card.splits["train"] > 0
         assert len(card.mean) == len(card.std) == card.channels
-        assert (card.long_tail is not None) == name.endswith("-lt")
+        assert (card.long_tail is not None) == name.endswith(CUT)
     assert get_card("cifar100-lt").long_tail == {"profile": "exp", "imbalance_factor": 0.01}
     assert get_card("digits-lt").long_tail["imbalance_factor"] == 0.1
 

@@ -141,7 +141,7 @@ def test_resume_on_a_journal_fails_the_trial_of_a_dead_local_worker_and_retries_
     dead.wait()
     storage = resolve_storage(None, tmp_path, workers=2)
     study = optuna.create_study(storage=open_storage(storage), study_name="fixed-custom", direction="maximize")
-    stale = study.ask({"tau": optuna.distributions.FloatDistribution(0.05, 1.0, log=True)})
+    stale = study.ask({"tau": optuna.distributions.FloatDistribution(0.01, 1.0, log=True)})
     stale.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{dead.pid}")
     resumed = run_study("fixed", smooth_objective, **study_kwargs(tmp_path, n_trials=2, storage=storage))
     assert [t.state for t in resumed.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
@@ -154,7 +154,7 @@ def test_resume_on_an_rdb_fails_a_trial_without_heartbeat_and_retries_it(tmp_pat
     storage = resolve_storage(None, tmp_path)
     study = optuna.create_study(storage=open_storage(storage, heartbeat=1), study_name="fixed-custom",
                                 direction="maximize")
-    stale = study.ask({"tau": optuna.distributions.FloatDistribution(0.05, 1.0, log=True)})
+    stale = study.ask({"tau": optuna.distributions.FloatDistribution(0.01, 1.0, log=True)})
     study._storage.record_heartbeat(stale._trial_id)  # then its worker "dies": no heartbeat for > 2 s
     # SQLite stamps heartbeats to the whole second, so only ≥ 3 s of silence is surely past the 2 s grace period
     time.sleep(3.1)
