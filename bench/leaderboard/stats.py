@@ -1,5 +1,6 @@
 """The statistics of a leaderboard: mean ± Student-t 95 % interval over seeds, the paired t-test against the
-baseline on matched seeds, and Holm's step-down correction for the many comparisons one leaderboard makes."""
+baseline on matched seeds, and Holm's step-down correction for the many comparisons one leaderboard makes. rliable's
+stratified-bootstrap intervals and probability of improvement sit beside these in `bootstrap`."""
 
 from __future__ import annotations
 

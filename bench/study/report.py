@@ -57,7 +57,33 @@ def summarize_study(study: Any, repeated: Any = None) -> dict[str, Any]:
               if t.value is not None]
     if trials:
         summary.update(_spread(trials, study.direction == StudyDirection.MAXIMIZE, summary["test_metric"]))
-    return {**summary, **_noise(summary, seed_noise(study, repeated))}
+    noise = seed_noise(study, repeated)
+    low, high = spread_ratio_interval([t.value for t in trials], [r["values"] for r in noise.get("configs", [])])
+    return {**summary, **_noise(summary, noise), "iqr_over_seed_lo": low, "iqr_over_seed_hi": high}
+
+
+BOOTSTRAP_REPS = 2000
+
+
+def spread_ratio_interval(values: list[float], repeats: list[list[float]], reps: int = BOOTSTRAP_REPS,
+                          seed: int = 0) -> tuple[float | None, float | None]:
+    """95 % percentile-bootstrap interval of IQR ÷ seed std, the sensitivity ratio: each replicate resamples the
+    trials' values (for the IQR) and, independently, each repeated configuration's values over seeds (for the pooled
+    seed std), as `seed_noise` pools them. (None, None) with fewer than 4 trials or no configuration repeated over
+    at least 2 seeds; replicates whose resampled seed std is 0 are dropped. Seeded: a report is reproducible."""
+    trials = np.asarray(values, dtype=np.float64)
+    groups = [np.asarray(v, dtype=np.float64) for v in repeats if len(v) > 1]
+    if trials.size < 4 or not groups:
+        return None, None
+    rng = np.random.default_rng(seed)
+    q1, q3 = np.percentile(trials[rng.integers(0, trials.size, (reps, trials.size))], [25, 75], axis=1)
+    variances = np.stack([g[rng.integers(0, g.size, (reps, g.size))].var(axis=1, ddof=1) for g in groups])
+    pooled = np.sqrt(variances.mean(axis=0))
+    ok = pooled > 0
+    if not ok.any():
+        return None, None
+    low, high = np.percentile((q3 - q1)[ok] / pooled[ok], [2.5, 97.5])
+    return float(low), float(high)
 
 
 def _spread(trials: list, maximize: bool, test_metric: str | None) -> dict[str, Any]:
@@ -118,7 +144,8 @@ def rank_strategies(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]
     return sorted(rows, key=lambda row: (row["rank_iqr"] is None, row["rank_iqr"] or 0))
 
 
-_NUMBERS = ("best", "median", "worst", "q1", "q3", "iqr", "gap", "seed_std", "iqr_over_seed", "gap_over_seed",
+_NUMBERS = ("best", "median", "worst", "q1", "q3", "iqr", "gap", "seed_std", "iqr_over_seed", "iqr_over_seed_lo",
+            "iqr_over_seed_hi", "gap_over_seed",
             "test_best", "test_median", "n_complete", "n_pruned", "n_failed", "n_retried")
 
 
@@ -156,13 +183,19 @@ def write_report(summaries: dict[str, dict[str, Any]], studies: dict[str, Any], 
 def _ranking_section(ranking: list[dict[str, Any]]) -> list[str]:
     lines = ["## Ranking", "", "On the validation objective. Less sensitive = smaller interquartile range (IQR) over "
              "the trials; gap = worst-to-best; ÷ seed = in units of the seed noise (std over repeated seeds, where "
-             "the study was repeated). Test = the test metric of the best-by-validation trial (reported, never "
+             "the study was repeated; its interval resamples the trials and each repeated configuration's seeds, so "
+             "two strategies' sensitivities differ only where their intervals do not overlap). Test = the test "
+             "metric of the best-by-validation trial (reported, never "
              "chosen on).", "",
-             "| strategy | rank by IQR | IQR | IQR ÷ seed | rank by gap | gap | gap ÷ seed | rank by best | best | "
-             "test at best | median | complete | pruned |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| strategy | rank by IQR | IQR | IQR ÷ seed [95 % bootstrap] | rank by gap | gap | gap ÷ seed | rank by "
+             "best | best | test at best | median | complete | pruned |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in ranking:
-        cells = [r["strategy"], *(_fmt(r[k]) for k in ("rank_iqr", "iqr", "iqr_over_seed", "rank_gap", "gap",
-                 "gap_over_seed", "rank_best", "best", "test_best", "median")), r["n_complete"], r["n_pruned"]]
+        ratio = _fmt(r["iqr_over_seed"]) + (f" [{_fmt(r['iqr_over_seed_lo'])}, {_fmt(r['iqr_over_seed_hi'])}]"
+                                            if r.get("iqr_over_seed_lo") is not None else "")
+        cells = [r["strategy"], _fmt(r["rank_iqr"]), _fmt(r["iqr"]), ratio,
+                 *(_fmt(r[k]) for k in ("rank_gap", "gap", "gap_over_seed", "rank_best", "best", "test_best",
+                                        "median")), r["n_complete"], r["n_pruned"]]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return [*lines, ""]
 
