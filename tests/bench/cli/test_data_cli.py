@@ -30,7 +30,7 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "cifar100-lt" in out and "imagefolder:PATH" in out and "idx:PATH" in out
     assert main(["data", "list", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["cards"]) == 10  # 8 views cards + flickr8k at 64 and 128 px
+    assert len(json.loads(capsys.readouterr().out)["cards"]) == 13  # 11 views cards + flickr8k at 64 and 128 px
 
 
 def test_views_png_goes_into_the_out_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -54,7 +54,8 @@ def fake_train(config, *, out_dir=None, resume=None, tracker=None, on_epoch=None
     return {"run_id": run_id(config), "strategy": config.strategy, "dataset": config.dataset, "seed": config.seed,
             "config_hash": config.hash(), "hyperparameters": json.dumps(config.hyperparameters), "lt_hash": "fake",
             "val_knn200_top1": acc, "knn200_top1": acc - 1.0, "linear_top1": acc + 1.0, "time_train_s": seconds,
-            "device": config.device, "worker_pid": os.getpid()}
+            "device": config.device, "worker_pid": os.getpid(),
+            "history": json.dumps([{"epoch": config.epochs, "tau_q50": 0.1 + acc / 1000}])}  # τ-matched controls
 
 
 tempbench.study.trial.train = fake_train

@@ -4,6 +4,7 @@ MLflow server. Training is faked (`fake_worker.py`); storage, workers, heartbeat
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -177,6 +178,45 @@ def test_a_suite_swept_by_three_processes_trains_every_run_once(postgres, start_
     assert "fixed" in capsys.readouterr().out and (tmp_path / "board" / "leaderboard.md").is_file()
     print(f"sweep: 8 runs trained by {len(workers_of(study))} processes, duplicates {len(runs) - len(set(runs))}, "
           f"{found}")
+
+
+TUNED_SUITE = """
+name = "tiny-tuned"
+datasets = ["digits-lt"]
+strategies = ["fixed", "isogclr"]
+seeds = 2
+primary_metric = "knn200_top1"
+[run]
+epochs = 1
+batch_size = 256
+device = "cpu"
+progress = false
+[tuning]
+trials = 2
+metric = "val_knn200_top1"
+seeds = [100]
+[controls]
+tau_matched = ["isogclr"]
+"""
+
+
+def test_a_tuned_suite_swept_by_two_processes_on_postgresql(postgres, start_worker, tmp_path):
+    """Both rulesets and the τ-matched controls through one PostgreSQL database: each phase (tuning, reporting,
+    controls) is a sweep of its own there, every run trained once, and both commands reach the same choices."""
+    url = postgres.database("tuned_sweep")
+    suite = tmp_path / "tiny-tuned.toml"
+    suite.write_text(TUNED_SUITE)
+    workers = [start_worker(f"t{i}", "run", "--suite", str(suite), "--storage", url, "--out",
+                            str(tmp_path / f"t{i}"), "--no-tracking", "--no-figures", seconds=1) for i in range(2)]
+    assert wait_all(workers) == [0, 0], [(tmp_path / f"t{i}.err").read_text()[-3000:] for i in range(2)]
+    for name, expected in (("tuning-tiny-tuned", 4), ("controls-tiny-tuned", 4)):
+        runs = [t.user_attrs["tempbench.run_id"] for t in load(url, name).trials if t.state == TrialState.COMPLETE]
+        assert len(runs) == len(set(runs)) == expected, name
+    reporting = [t.user_attrs["tempbench.run_id"] for t in load(url, "suite-tiny-tuned").trials
+                 if t.state == TrialState.COMPLETE]
+    assert len(reporting) == len(set(reporting)) >= 6  # defaults 4 + tuned 4, less any tuned choice = its defaults
+    records = [json.loads((tmp_path / f"t{i}" / "rulesets.json").read_text()) for i in range(2)]
+    assert records[0]["cells"] == records[1]["cells"] and records[0]["tau_matched"] == records[1]["tau_matched"]
 
 
 def test_one_training_per_device_in_worker_processes(start_worker, tmp_path):

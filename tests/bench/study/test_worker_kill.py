@@ -42,8 +42,8 @@ def spawnable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def sobol_taus(n: int) -> list[float]:
-    """fixed's τ (log-uniform on [0.05, 1]) at Sobol points 0..n-1 (n ≤ 8) of the study's design (seed 0)."""
-    low, high = math.log(0.05), math.log(1.0)
+    """fixed's τ (log-uniform on [0.01, 1]) at Sobol points 0..n-1 (n ≤ 8) of the study's design (seed 0)."""
+    low, high = math.log(0.01), math.log(1.0)
     return [math.exp(low + p * (high - low)) for p in qmc.Sobol(1, scramble=True, seed=0).random(8)[:n, 0]]
 
 
@@ -151,12 +151,12 @@ def test_a_new_trial_takes_the_point_of_a_dead_worker_s_trial_before_its_retry_i
     taus = sobol_taus(5)
     for _ in range(3):
         trial = study.ask()
-        study.tell(trial, trial.suggest_float("tau", 0.05, 1.0, log=True))
+        study.tell(trial, trial.suggest_float("tau", 0.01, 1.0, log=True))
     dead = study.ask()
-    dead.suggest_float("tau", 0.05, 1.0, log=True)  # point 3; then its worker is killed and it is failed
+    dead.suggest_float("tau", 0.01, 1.0, log=True)  # point 3; then its worker is killed and it is failed
     study._storage.set_trial_state_values(dead._trial_id, TrialState.FAIL)
     new = study.ask()
-    assert new.suggest_float("tau", 0.05, 1.0, log=True) == pytest.approx(taus[3])
+    assert new.suggest_float("tau", 0.01, 1.0, log=True) == pytest.approx(taus[3])
     assert study.trials[new.number].user_attrs[POINT_ATTR] == 3
     study.enqueue_trial({"tau": taus[3]}, user_attrs={POINT_ATTR: 3})  # the retry, queued late
     late = study.ask()
