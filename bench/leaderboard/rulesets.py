@@ -70,11 +70,14 @@ def relabel(record: Mapping[str, Any] | None, rows: pd.DataFrame, labels: dict[s
             if cell in labels:
                 what = "fixed" if role == "fixed" else rows.loc[rows["config_hash"] == cell, "strategy"].iloc[-1]
                 labels[cell] = f"{what} · τ-matched ({control['tau']:.3g})"  # the strategy: "Where the gain..."
-    tuned_fixed = {info["dataset"]: cell for cell, info in cells.items()
-                   if info["strategy"] == "fixed" and "tuned" in info.get("rulesets", []) and cell in labels}
+    # the baseline of every Δ on a dataset: the tuned fixed, else the defaults ruleset's one fixed (never a control)
+    chosen = {dataset: found[0] for (dataset, strategy), found in defaults.items()
+              if strategy == "fixed" and len(found) == 1}
+    chosen.update({info["dataset"]: cell for cell, info in cells.items()
+                   if info["strategy"] == "fixed" and "tuned" in info.get("rulesets", []) and cell in labels})
     datasets = rows.groupby("config_hash")["dataset"].last().to_dict()
     for cell in base:
-        baseline = tuned_fixed.get(datasets.get(cell))
+        baseline = chosen.get(datasets.get(cell))
         if baseline is not None:
             base[cell] = baseline if cell != baseline else None
     return labels, base

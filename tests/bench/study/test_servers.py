@@ -207,8 +207,9 @@ def test_a_tuned_suite_swept_by_two_processes_on_postgresql(postgres, start_work
     suite = tmp_path / "tiny-tuned.toml"
     suite.write_text(TUNED_SUITE)
     workers = [start_worker(f"t{i}", "run", "--suite", str(suite), "--storage", url, "--out",
-                            str(tmp_path / f"t{i}"), "--no-tracking", "--no-figures", seconds=1) for i in range(2)]
-    assert wait_all(workers) == [0, 0], [(tmp_path / f"t{i}.err").read_text()[-3000:] for i in range(2)]
+                            str(tmp_path / f"t{i}"), "--no-tracking", "--no-figures", "--devices", "cpu", seconds=1)
+               for i in range(2)]
+    assert wait_all(workers, timeout=480) == [0, 0], [(tmp_path / f"t{i}.err").read_text()[-3000:] for i in range(2)]
     for name, expected in (("tuning-tiny-tuned", 4), ("controls-tiny-tuned", 4)):
         runs = [t.user_attrs["tempbench.run_id"] for t in load(url, name).trials if t.state == TrialState.COMPLETE]
         assert len(runs) == len(set(runs)) == expected, name

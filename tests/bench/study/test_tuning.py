@@ -201,3 +201,19 @@ def test_a_tuned_suite_with_controls_end_to_end(tmp_path, capsys) -> None:
 
 def test_shipped_suites_still_load() -> None:
     assert load_suite("quick").tuning is None
+
+
+def test_without_tuning_the_defaults_fixed_is_every_cells_baseline_and_controls_get_one_too() -> None:
+    from tempbench.leaderboard.rulesets import relabel
+
+    rows = pd.DataFrame({"config_hash": ["F", "C", "I", "S"], "dataset": ["d"] * 4,
+                         "strategy": ["fixed", "fixed", "isogclr", "sogclr"]})
+    record = {"cells": {"F": {"dataset": "d", "strategy": "fixed", "rulesets": ["defaults"]},
+                        "I": {"dataset": "d", "strategy": "isogclr", "rulesets": ["defaults"]}},
+              "tau_matched": [{"dataset": "d", "strategy": "isogclr", "cell": "I", "tau": 0.005,
+                               "controls": {"fixed": "C", "estimator": "S"}}]}
+    labels = {"F": "fixed (tau=0.01)", "C": "fixed (tau=0.005)", "I": "isogclr", "S": "sogclr"}
+    # the leaderboard's own rule picks the first fixed by hash: the control "C" here
+    new_labels, base = relabel(record, rows, labels, {"F": None, "C": None, "I": "C", "S": "C"})
+    assert base == {"F": None, "C": "F", "I": "F", "S": "F"}
+    assert new_labels["F"] == "fixed" and new_labels["C"] == "fixed · τ-matched (0.005)"
