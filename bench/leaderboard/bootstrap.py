@@ -53,7 +53,7 @@ def _rliable() -> tuple[Any, Any]:
 def mean_interval(values: Any, *, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
     """(lo, hi): the stratified-bootstrap 95 % percentile interval of the mean of the finite `values` (one cell's
     runs); NaN with fewer than 2."""
-    x = _finite(values)
+    x = np.sort(_finite(values))  # sorted: the resamples, and so the interval, do not depend on the rows' order
     if x.size < 2:
         return float("nan"), float("nan")
     library, metrics = _rliable()
@@ -105,7 +105,7 @@ def cell_intervals(metric: str, values: Any, reference: Any | None, *, reps: int
     poi = (float("nan"),) * 3
     if reference is not None:
         sign = 1.0 if get_metric(metric).higher_is_better else -1.0
-        x, y = sign * _finite(values), sign * _finite(reference)
+        x, y = sign * np.sort(_finite(values)), sign * np.sort(_finite(reference))  # order-free, as above
         if x.size >= 2 and y.size >= 2:
             poi = improvement(x[:, None], y[:, None], reps=reps, seed=seed)
     return out | dict(zip((f"{metric}_poi", f"{metric}_poi_lo", f"{metric}_poi_hi"), poi))

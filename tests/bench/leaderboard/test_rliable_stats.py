@@ -171,3 +171,13 @@ def test_the_cli_takes_a_primary_metric_and_reads_the_folders_rulesets(tmp_path,
     (tmp_path / "rulesets.json").write_text("{not json")
     assert main(["leaderboard", runs, "--no-figures"]) == 2
     assert "rulesets.json is not readable JSON" in capsys.readouterr().err
+
+
+def test_the_bootstrap_does_not_depend_on_the_order_of_the_rows(tmp_path):
+    rows = board_rows()
+    shuffled = rows.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    a = build_leaderboard(rows, tmp_path / "a", metrics=METRICS, figures=False, bootstrap_reps=REPS).summary
+    b = build_leaderboard(shuffled, tmp_path / "b", metrics=METRICS, figures=False, bootstrap_reps=REPS).summary
+    columns = [f"{m}_{c}" for m in METRICS for c in ("boot_lo", "boot_hi", "poi", "poi_lo", "poi_hi")]
+    pd.testing.assert_frame_equal(a.set_index("label")[columns].sort_index(),
+                                  b.set_index("label")[columns].sort_index())
