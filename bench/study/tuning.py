@@ -36,6 +36,7 @@ import pandas as pd
 from tempbench.config import RunConfig, Suite, Tuning, resolve_run_config
 from tempbench.leaderboard.plotdata import history
 from tempbench.leaderboard.rulesets import RULESETS_FILE
+from tempbench.strategies import get_strategy_class
 from tempbench.train import run_id
 from tempbench.util import write_atomic
 
@@ -59,8 +60,9 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(level)
 
 
-def space_of(strategy_class: Any, epochs: int, batch_size: int) -> Any:
-    """The strategy's `search_space` for a run of `epochs` at global batch `batch_size` (ranges may depend on both)."""
+def space_of(strategy_class: Any, batch_size: int) -> Any:
+    """The strategy's `search_space` for a run at global batch `batch_size` (ρ ranges depend on it; the run's
+    length is passed as `epochs` by whoever calls the space)."""
     return functools.partial(strategy_class.search_space, batch_size=batch_size)
 
 
@@ -68,7 +70,7 @@ def design(strategy_class: Any, trials: int, *, seed: int, epochs: int, batch_si
     """The first `trials` points of the scrambled Sobol design over the strategy's space, as hyperparameters (the
     same `SobolSampler` sensitivity studies use, so point k here is point k of a study with the same seed). A strategy
     with nothing to search has one configuration, its defaults: `[{}]`."""
-    space_fn = space_of(strategy_class, epochs, batch_size)
+    space_fn = space_of(strategy_class, batch_size)
     with quiet_optuna():
         space = search_distributions(space_fn, epochs)
         if not space:
@@ -87,7 +89,7 @@ def positions(strategy_class: Any, choice: Mapping[str, Any], *, epochs: int, ba
     """Where each searched hyperparameter of `choice` sits in its declared range: 0 at the low end, 1 at the high end
     (in log space for a log range); categorical choices are left out."""
     with quiet_optuna():
-        space = search_distributions(space_of(strategy_class, epochs, batch_size), epochs)
+        space = search_distributions(space_of(strategy_class, batch_size), epochs)
     out = {}
     for name, dist in space.items():
         low, high = getattr(dist, "low", None), getattr(dist, "high", None)
@@ -265,17 +267,17 @@ def tau_matched_configs(suite: Suite, cells: Mapping[tuple[str, str], str], rows
         own = resolve_run_config(strategy, dataset, settings={**suite.run, **settings},
                                  hyperparameters=chosen.get((dataset, strategy), suite.hyperparameters.get(strategy,
                                                                                                             {})))
-        partner = getattr(own.strategy_class, "shares_estimator_with", None)
+        partner = own.strategy_class.shares_estimator_with
         roles = {"fixed": (BASELINE, {})}
         if partner:
-            partner_class = resolve_run_config(partner, dataset, settings={**suite.run, **settings}).strategy_class
+            partner_class = get_strategy_class(partner, own.pairing.name)
             shared = {k: v for k, v in own.hyperparameters.items()
                       if k in partner_class.hyperparameter_names() and k not in partner_class.tau_hyperparameters}
             roles["estimator"] = (partner, shared)
         hashes = {}
         for role, (name, values) in roles.items():
-            cls = resolve_run_config(name, dataset, settings={**suite.run, **settings}).strategy_class
-            hp = {**values, **cls.pinned_tau_hyperparameters(round(tau, 6))}
+            pinned = get_strategy_class(name, own.pairing.name).pinned_tau_hyperparameters(round(tau, 6))
+            hp = {**values, **pinned}
             runs = [resolve_run_config(name, dataset, settings={**suite.run, **settings, "seed": s}, hyperparameters=hp)
                     for s in seeds]
             hashes[role] = runs[0].hash()

@@ -21,6 +21,7 @@ from tempbench.cli import main
 from tempbench.study.sensitivity import WORKER_ATTR, counts
 from tempbench.study.storage import open_storage, resolve_storage
 from tempbench.tracking import PARENT_RUN_TAG
+from tests.bench.study.test_tuning import TUNED
 
 pytestmark = [pytest.mark.servers,
               pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")]
@@ -180,32 +181,12 @@ def test_a_suite_swept_by_three_processes_trains_every_run_once(postgres, start_
           f"{found}")
 
 
-TUNED_SUITE = """
-name = "tiny-tuned"
-datasets = ["digits-lt"]
-strategies = ["fixed", "isogclr"]
-seeds = 2
-primary_metric = "knn200_top1"
-[run]
-epochs = 1
-batch_size = 256
-device = "cpu"
-progress = false
-[tuning]
-trials = 2
-metric = "val_knn200_top1"
-seeds = [100]
-[controls]
-tau_matched = ["isogclr"]
-"""
-
-
 def test_a_tuned_suite_swept_by_two_processes_on_postgresql(postgres, start_worker, tmp_path):
     """Both rulesets and the τ-matched controls through one PostgreSQL database: each phase (tuning, reporting,
     controls) is a sweep of its own there, every run trained once, and both commands reach the same choices."""
     url = postgres.database("tuned_sweep")
     suite = tmp_path / "tiny-tuned.toml"
-    suite.write_text(TUNED_SUITE)
+    suite.write_text(TUNED)  # test_tuning.py's suite: here training is faked
     workers = [start_worker(f"t{i}", "run", "--suite", str(suite), "--storage", url, "--out",
                             str(tmp_path / f"t{i}"), "--no-tracking", "--no-figures", "--devices", "cpu", seconds=1)
                for i in range(2)]
